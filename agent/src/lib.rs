@@ -1,0 +1,1 @@
+//! EasyISP agent: runs next to one MikroTik router.

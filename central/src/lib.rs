@@ -1,0 +1,1 @@
+//! EasyISP central: the operators server.
