@@ -50,7 +50,10 @@ pub mod wire {
     use super::Secret;
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-    pub fn serialize<T: Serialize, S: Serializer>(s: &Secret<T>, ser: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<T: Serialize, S: Serializer>(
+        s: &Secret<T>,
+        ser: S,
+    ) -> Result<S::Ok, S::Error> {
         s.expose().serialize(ser)
     }
 
