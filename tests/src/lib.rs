@@ -1,1 +1,2 @@
 //! Test support for cross-process tests.
+pub mod mosquitto;
