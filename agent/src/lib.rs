@@ -1,1 +1,3 @@
 //! EasyISP agent: runs next to one MikroTik router.
+pub mod counters;
+pub mod expiry;
