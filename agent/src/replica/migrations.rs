@@ -1,0 +1,75 @@
+//! Numbered schema migrations, embedded and applied at start. An applied migration is never
+//! edited; changes come as new entries. The applied count is SQLite's `user_version`.
+
+use super::Result;
+use rusqlite::Connection;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: replicated records as JSON (with their per-field stamps) plus the columns queries
+    // need; ledger and sessions; the sync outbox and key/value state.
+    r#"
+    CREATE TABLE customers (
+        id TEXT PRIMARY KEY,
+        username TEXT NOT NULL DEFAULT '',
+        connection_type TEXT NOT NULL DEFAULT 'PPPOE',
+        package_id TEXT,
+        expires_at INTEGER,
+        deleted INTEGER NOT NULL DEFAULT 0,
+        record TEXT NOT NULL
+    );
+    CREATE INDEX customers_username ON customers(username);
+    CREATE INDEX customers_expires ON customers(expires_at) WHERE deleted = 0;
+    CREATE TABLE packages (
+        id TEXT PRIMARY KEY,
+        record TEXT NOT NULL
+    );
+    CREATE TABLE ledger (
+        id TEXT PRIMARY KEY,
+        customer_id TEXT NOT NULL,
+        amount_minor INTEGER NOT NULL,
+        idempotency_key TEXT UNIQUE,
+        entry TEXT NOT NULL
+    );
+    CREATE INDEX ledger_customer ON ledger(customer_id);
+    CREATE TABLE sessions (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        username TEXT NOT NULL,
+        active INTEGER NOT NULL,
+        router_session TEXT NOT NULL,
+        raw_in INTEGER NOT NULL,
+        raw_out INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        record TEXT NOT NULL
+    );
+    CREATE INDEX sessions_active ON sessions(active, kind, username);
+    CREATE TABLE outbox (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        body TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE state (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    "#,
+];
+
+pub fn apply(conn: &mut Connection) -> Result<()> {
+    let applied: usize =
+        conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (index + 1) as i64)?;
+        tx.commit()?;
+        tracing::info!(migration = index + 1, "applied replica migration");
+    }
+    Ok(())
+}
+
+/// How many migrations this build knows (for `doctor`).
+pub fn known() -> usize {
+    MIGRATIONS.len()
+}
