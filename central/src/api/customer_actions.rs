@@ -1,0 +1,272 @@
+//! Customer actions and sub-resources: live status, sessions, payments, recharge, expiry,
+//! package, suspend, activate, audit, restore, anonymize.
+
+use super::AppState;
+use super::customers::paging;
+use super::error::ApiError;
+use super::extract::{Auth, JsonBody, QueryParams, nullable, parse_id};
+use crate::permissions::Permission;
+use crate::storage::{AuditPage, LiveStatus, PaymentsPage, Recharge, SessionsPage};
+use axum::Json;
+use axum::extract::{Path, State};
+use chrono::{DateTime, Utc};
+use easyisp_protocol::money::Money;
+use easyisp_protocol::validate;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PageQuery {
+    page: Option<String>,
+    page_size: Option<String>,
+}
+
+pub async fn live_status(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<LiveStatus>, ApiError> {
+    auth.require(Permission::CustomersView)?;
+    Ok(Json(
+        state
+            .storage
+            .live_status(auth.tenant(), parse_id(&id)?, Utc::now())
+            .await?,
+    ))
+}
+
+pub async fn sessions(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    QueryParams(q): QueryParams<PageQuery>,
+) -> Result<Json<SessionsPage>, ApiError> {
+    auth.require(Permission::CustomersView)?;
+    let (page, size) = paging(q.page.as_deref(), q.page_size.as_deref())?;
+    Ok(Json(
+        state
+            .storage
+            .sessions(auth.tenant(), parse_id(&id)?, page, size, Utc::now())
+            .await?,
+    ))
+}
+
+pub async fn payments(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    QueryParams(q): QueryParams<PageQuery>,
+) -> Result<Json<PaymentsPage>, ApiError> {
+    auth.require(Permission::FinanceView)?;
+    let (page, size) = paging(q.page.as_deref(), q.page_size.as_deref())?;
+    Ok(Json(
+        state
+            .storage
+            .payments(auth.tenant(), parse_id(&id)?, page, size)
+            .await?,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RechargeBody {
+    amount: Option<Money>,
+    description: Option<String>,
+    method: Option<String>,
+    transaction_id: Option<String>,
+    idempotency_key: Option<String>,
+}
+
+pub async fn recharge(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<RechargeBody>,
+) -> Result<Json<Value>, ApiError> {
+    auth.require(Permission::FinanceIncomeCreate)?;
+    let id = parse_id(&id)?;
+    let amount = body
+        .amount
+        .ok_or_else(|| ApiError::field("amount", "amount is required"))?
+        .positive_amount()
+        .map_err(|e| ApiError::field("amount", e.to_string()))?;
+    for (field, value, max) in [
+        ("description", &body.description, validate::TEXT_MAX),
+        ("method", &body.method, 32),
+        ("transactionId", &body.transaction_id, 100),
+        ("idempotencyKey", &body.idempotency_key, 100),
+    ] {
+        if let Some(v) = value {
+            validate::text(field, v, max)?;
+        }
+    }
+    let recharge = Recharge {
+        amount,
+        method: body
+            .method
+            .map(|m| m.trim().to_ascii_uppercase())
+            .filter(|m| !m.is_empty()),
+        transaction_id: body.transaction_id,
+        description: body.description,
+        idempotency_key: body.idempotency_key.filter(|k| !k.is_empty()),
+    };
+    let outcome = state
+        .storage
+        .recharge(auth.tenant(), auth.actor(), id, recharge)
+        .await?;
+    Ok(Json(
+        json!({ "success": true, "newBalance": outcome.new_balance }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExpiryBody {
+    #[serde(default, deserialize_with = "nullable")]
+    expires_at: Option<Option<DateTime<Utc>>>,
+}
+
+pub async fn expiry(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<ExpiryBody>,
+) -> Result<Json<Value>, ApiError> {
+    auth.require(Permission::CustomersEdit)?;
+    let at = body
+        .expires_at
+        .ok_or_else(|| ApiError::field("expiresAt", "expiresAt is required (null for never)"))?;
+    let detail = state
+        .storage
+        .change_customer(
+            auth.tenant(),
+            auth.actor(),
+            parse_id(&id)?,
+            "expiry",
+            move |p| p.expires_at = Some(at),
+        )
+        .await?;
+    Ok(Json(
+        json!({ "success": true, "expiresAt": detail.expires_at }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PackageBody {
+    #[serde(default, deserialize_with = "nullable")]
+    package_id: Option<Option<Uuid>>,
+}
+
+pub async fn package(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<PackageBody>,
+) -> Result<Json<Value>, ApiError> {
+    auth.require(Permission::CustomersEdit)?;
+    let package = body
+        .package_id
+        .ok_or_else(|| ApiError::field("packageId", "packageId is required"))?;
+    let detail = state
+        .storage
+        .change_customer(
+            auth.tenant(),
+            auth.actor(),
+            parse_id(&id)?,
+            "package",
+            move |p| p.package_id = Some(package),
+        )
+        .await?;
+    let package = detail
+        .package
+        .map(|p| json!({ "id": p.id, "name": p.name }));
+    Ok(Json(json!({ "success": true, "package": package })))
+}
+
+pub async fn suspend(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    auth.require(Permission::CustomersEdit)?;
+    let detail = state
+        .storage
+        .change_customer(
+            auth.tenant(),
+            auth.actor(),
+            parse_id(&id)?,
+            "suspend",
+            |p| p.suspended = Some(true),
+        )
+        .await?;
+    Ok(Json(json!({ "success": true, "status": detail.status })))
+}
+
+/// Clears both `suspended` and `disabled`; the answer is the derived status (a customer past
+/// its expiry is `expired`, not `active`).
+pub async fn activate(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    auth.require(Permission::CustomersEdit)?;
+    let detail = state
+        .storage
+        .change_customer(
+            auth.tenant(),
+            auth.actor(),
+            parse_id(&id)?,
+            "activate",
+            |p| {
+                p.suspended = Some(false);
+                p.disabled = Some(false);
+            },
+        )
+        .await?;
+    Ok(Json(json!({ "success": true, "status": detail.status })))
+}
+
+pub async fn audit(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    QueryParams(q): QueryParams<PageQuery>,
+) -> Result<Json<AuditPage>, ApiError> {
+    auth.require(Permission::AuditView)?;
+    let (page, size) = paging(q.page.as_deref(), q.page_size.as_deref())?;
+    Ok(Json(
+        state
+            .storage
+            .customer_audit(auth.tenant(), parse_id(&id)?, page, size)
+            .await?,
+    ))
+}
+
+pub async fn restore(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    auth.require(Permission::CustomersDelete)?;
+    state
+        .storage
+        .restore_customer(auth.tenant(), auth.actor(), parse_id(&id)?)
+        .await?;
+    Ok(Json(json!({ "success": true })))
+}
+
+pub async fn anonymize(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    auth.require(Permission::CustomersAnonymize)?;
+    state
+        .storage
+        .anonymize_customer(auth.tenant(), auth.actor(), parse_id(&id)?)
+        .await?;
+    Ok(Json(json!({ "success": true })))
+}

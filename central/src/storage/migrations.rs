@@ -1,0 +1,258 @@
+//! Numbered schema migrations, embedded in the binary and applied at start. An applied
+//! migration is never edited: add a new one. `PRAGMA user_version` records how many ran.
+//!
+//! Times are INTEGER unix milliseconds; ids are TEXT UUIDs (UUIDv7 for our own rows); money is
+//! INTEGER minor units. Customers keep SQLite's integer rowid as their list order and keyset
+//! cursor (newest first) and as the FTS5 content rowid.
+
+use super::Result;
+use rusqlite::Connection;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: the customer module.
+    r#"
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+
+CREATE TABLE tenants (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    calling_code TEXT,
+    created_at INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX tenants_name ON tenants(name COLLATE NOCASE);
+
+CREATE TABLE operators (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL REFERENCES tenants(id),
+    username TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    role TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    deleted_at INTEGER
+);
+CREATE UNIQUE INDEX operators_username ON operators(tenant_id, username COLLATE NOCASE)
+    WHERE deleted_at IS NULL;
+
+CREATE TABLE auth_tokens (
+    token_hash BLOB PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    operator_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    revoked_at INTEGER
+) WITHOUT ROWID;
+CREATE INDEX auth_tokens_operator ON auth_tokens(tenant_id, operator_id);
+
+CREATE TABLE packages (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL REFERENCES tenants(id),
+    name TEXT NOT NULL,
+    price INTEGER NOT NULL,
+    download_kbps INTEGER NOT NULL,
+    upload_kbps INTEGER NOT NULL,
+    validity_days INTEGER NOT NULL,
+    data_limit INTEGER,
+    session_time_limit INTEGER,
+    burst TEXT,
+    created_at INTEGER NOT NULL,
+    deleted_at INTEGER,
+    stamps TEXT NOT NULL
+);
+CREATE INDEX packages_tenant ON packages(tenant_id, created_at);
+
+CREATE TABLE routers (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL REFERENCES tenants(id),
+    name TEXT NOT NULL,
+    ip_address TEXT NOT NULL,
+    location TEXT,
+    online INTEGER NOT NULL DEFAULT 0,
+    last_seen INTEGER,
+    agent_secret_hash BLOB,
+    created_at INTEGER NOT NULL,
+    deleted_at INTEGER
+);
+CREATE INDEX routers_tenant ON routers(tenant_id, created_at);
+
+CREATE TABLE enroll_tokens (
+    token_hash BLOB PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    router_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    used_at INTEGER
+) WITHOUT ROWID;
+CREATE INDEX enroll_tokens_router ON enroll_tokens(tenant_id, router_id);
+
+CREATE TABLE customers (
+    rowid INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    tenant_id TEXT NOT NULL REFERENCES tenants(id),
+    username TEXT NOT NULL,
+    password_enc BLOB,
+    name TEXT NOT NULL,
+    email TEXT,
+    phone TEXT,
+    connection_type TEXT NOT NULL,
+    package_id TEXT,
+    router_id TEXT,
+    expires_at INTEGER,
+    location TEXT,
+    latitude_e7 INTEGER,
+    longitude_e7 INTEGER,
+    apartment_number TEXT,
+    house_number TEXT,
+    -- 0 = neither flag (active or expired, by expires_at), 1 = suspended, 2 = disabled.
+    -- A pure function of the stored flags, kept for indexes and counts; status itself is
+    -- derived at request time.
+    state INTEGER NOT NULL,
+    suspended INTEGER NOT NULL,
+    disabled INTEGER NOT NULL,
+    auto_renew INTEGER NOT NULL,
+    static_ip TEXT,
+    mac_bindings TEXT NOT NULL,
+    tags TEXT NOT NULL,
+    last_ip TEXT,
+    last_mac TEXT,
+    balance INTEGER NOT NULL DEFAULT 0,
+    total_spent INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL,
+    deleted_at INTEGER,
+    anonymized_at INTEGER,
+    stamps TEXT NOT NULL
+);
+CREATE UNIQUE INDEX customers_username ON customers(tenant_id, username);
+CREATE INDEX customers_live ON customers(tenant_id) WHERE deleted_at IS NULL;
+CREATE INDEX customers_state ON customers(tenant_id, state) WHERE deleted_at IS NULL;
+CREATE INDEX customers_state_expiry ON customers(tenant_id, state, expires_at)
+    WHERE deleted_at IS NULL;
+CREATE INDEX customers_type ON customers(tenant_id, connection_type) WHERE deleted_at IS NULL;
+CREATE INDEX customers_package ON customers(tenant_id, package_id) WHERE deleted_at IS NULL;
+CREATE INDEX customers_router ON customers(tenant_id, router_id);
+CREATE INDEX customers_deleted ON customers(deleted_at) WHERE deleted_at IS NOT NULL
+    AND anonymized_at IS NULL;
+
+CREATE VIRTUAL TABLE customers_fts USING fts5(
+    username, name, phone, content='customers', content_rowid='rowid', tokenize='trigram'
+);
+CREATE TRIGGER customers_fts_insert AFTER INSERT ON customers BEGIN
+    INSERT INTO customers_fts(rowid, username, name, phone)
+    VALUES (new.rowid, new.username, new.name, new.phone);
+END;
+CREATE TRIGGER customers_fts_update AFTER UPDATE OF username, name, phone ON customers BEGIN
+    INSERT INTO customers_fts(customers_fts, rowid, username, name, phone)
+    VALUES ('delete', old.rowid, old.username, old.name, old.phone);
+    INSERT INTO customers_fts(rowid, username, name, phone)
+    VALUES (new.rowid, new.username, new.name, new.phone);
+END;
+CREATE TRIGGER customers_fts_delete AFTER DELETE ON customers BEGIN
+    INSERT INTO customers_fts(customers_fts, rowid, username, name, phone)
+    VALUES ('delete', old.rowid, old.username, old.name, old.phone);
+END;
+
+-- Live (not deleted) customers per tenant x state x connection type x package: the list's
+-- `total` for any combination of those filters is a SUM over at most a few hundred rows.
+CREATE TABLE customer_counts (
+    tenant_id TEXT NOT NULL,
+    state INTEGER NOT NULL,
+    connection_type TEXT NOT NULL,
+    package_id TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, state, connection_type, package_id)
+) WITHOUT ROWID;
+
+-- State-0 customers with an expiry, bucketed by UTC day of expires_at. The number of expired
+-- customers at `now` = SUM(n) of the days before today + an index range count of today's
+-- bucket up to now; so the `status` filter's total is exact at any instant.
+CREATE TABLE customer_expiry_counts (
+    tenant_id TEXT NOT NULL,
+    day INTEGER NOT NULL,
+    connection_type TEXT NOT NULL,
+    package_id TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, day, connection_type, package_id)
+) WITHOUT ROWID;
+
+CREATE TABLE ledger (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    customer_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    amount INTEGER NOT NULL,
+    method TEXT,
+    transaction_id TEXT,
+    description TEXT,
+    idempotency_key TEXT,
+    actor TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX ledger_customer ON ledger(tenant_id, customer_id, created_at);
+CREATE UNIQUE INDEX ledger_idempotency ON ledger(tenant_id, customer_id, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+
+CREATE TABLE audit (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    entity TEXT NOT NULL,
+    entity_id TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    changes TEXT NOT NULL
+);
+CREATE INDEX audit_entity ON audit(tenant_id, entity_id, at);
+
+CREATE TABLE sessions (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    router_id TEXT NOT NULL,
+    customer_id TEXT,
+    username TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    start_time INTEGER NOT NULL,
+    stop_time INTEGER,
+    input_octets INTEGER NOT NULL,
+    output_octets INTEGER NOT NULL,
+    framed_ip TEXT,
+    mac_address TEXT,
+    terminate_cause TEXT,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX sessions_customer ON sessions(tenant_id, customer_id, start_time);
+"#,
+];
+
+/// Applies every migration newer than the database's `user_version`, each in its own
+/// transaction.
+pub fn apply(conn: &mut Connection) -> Result<()> {
+    let current: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    for (index, sql) in MIGRATIONS.iter().enumerate() {
+        let version = index as i64 + 1;
+        if version <= current {
+            continue;
+        }
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", version)?;
+        tx.commit()?;
+        tracing::info!(version, "applied database migration");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_apply_once_and_are_idempotent() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        apply(&mut conn).unwrap();
+        apply(&mut conn).unwrap();
+        let v: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, MIGRATIONS.len() as i64);
+    }
+}

@@ -1,0 +1,2 @@
+#[path = "../../tests/tests/system/central_api/mod.rs"]
+mod central_api;

@@ -1,0 +1,188 @@
+//! Health, login/logout, token handling, login throttling, CLI behaviour.
+
+use super::harness::{ADMIN_PASSWORD, Central, central_binary};
+use reqwest::Method;
+use serde_json::json;
+
+#[tokio::test]
+async fn health_needs_no_token_and_everything_else_does() {
+    let c = Central::start().await;
+    let r = c.call(Method::GET, "/api/health", None, None).await;
+    assert_eq!(r.status, 200);
+    for path in [
+        "/api/customers",
+        "/api/packages",
+        "/api/routers",
+        "/api/operators",
+        "/api/auth/me",
+    ] {
+        let r = c.call(Method::GET, path, None, None).await;
+        assert_eq!(r.status, 401, "{path}");
+        assert_eq!(r.error_code(), "unauthorized");
+        let r = c.call(Method::GET, path, Some("not-a-token"), None).await;
+        assert_eq!(r.status, 401, "{path}");
+    }
+    let r = c.call(Method::GET, "/api/nothing-here", None, None).await;
+    assert_eq!(r.status, 404);
+}
+
+#[tokio::test]
+async fn wrong_password_and_unknown_user_get_the_same_401() {
+    let c = Central::start().await;
+    let wrong = c.login(&c.tenant, "admin", "not-the-password").await;
+    let unknown = c.login(&c.tenant, "nobody", "not-the-password").await;
+    let no_tenant = c.login("no-such-tenant", "admin", ADMIN_PASSWORD).await;
+    assert_eq!(wrong.status, 401);
+    assert_eq!(wrong.body, unknown.body);
+    assert_eq!(wrong.body, no_tenant.body);
+    // The tenant may be named by id or by name.
+    assert_eq!(c.login("ACME", "admin", ADMIN_PASSWORD).await.status, 200);
+    let ok = c.login(&c.tenant, "admin", ADMIN_PASSWORD).await;
+    assert_eq!(ok.status, 200);
+    assert_eq!(ok.body["token"].as_str().unwrap().len(), 64);
+    assert!(ok.body["expiresAt"].is_string());
+    let missing = c
+        .call(
+            Method::POST,
+            "/api/auth/login",
+            None,
+            Some(json!({"tenant": c.tenant})),
+        )
+        .await;
+    assert_eq!(missing.status, 400);
+}
+
+#[tokio::test]
+async fn logout_revokes_the_token() {
+    let c = Central::start().await;
+    let token = c.admin().await;
+    let me = c.get("/api/auth/me", &token).await;
+    assert_eq!(me.status, 200);
+    assert_eq!(me.body["role"], "admin");
+    assert!(
+        me.body["permissions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p == "pppoe:add_user")
+    );
+    assert_eq!(
+        c.call(Method::POST, "/api/auth/logout", Some(&token), None)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(c.get("/api/customers", &token).await.status, 401);
+}
+
+#[tokio::test]
+async fn repeated_failures_are_throttled_per_user_and_per_address() {
+    let c = Central::start_with(&[
+        "--login-failures-per-user",
+        "3",
+        "--login-failures-per-address",
+        "5",
+    ])
+    .await;
+    for _ in 0..3 {
+        assert_eq!(
+            c.login(&c.tenant, "admin", "wrong-password").await.status,
+            401
+        );
+    }
+    let blocked = c.login(&c.tenant, "admin", ADMIN_PASSWORD).await;
+    assert_eq!(blocked.status, 429, "{}", blocked.body);
+    assert!(blocked.headers.get("retry-after").is_some());
+    // Other usernames from the same address: two more failures reach the address limit.
+    assert_eq!(c.login(&c.tenant, "x1", "wrong-password").await.status, 401);
+    assert_eq!(c.login(&c.tenant, "x2", "wrong-password").await.status, 401);
+    assert_eq!(c.login(&c.tenant, "x3", "wrong-password").await.status, 429);
+}
+
+#[tokio::test]
+async fn tokens_expire_after_the_configured_lifetime() {
+    // Tokens live at least an hour; check the stored expiry is honoured by asking for it.
+    let c = Central::start_with(&["--token-ttl-hours", "1"]).await;
+    let r = c.login(&c.tenant, "admin", ADMIN_PASSWORD).await;
+    let expires: chrono::DateTime<chrono::Utc> =
+        r.body["expiresAt"].as_str().unwrap().parse().unwrap();
+    let left = expires - chrono::Utc::now();
+    assert!(
+        left > chrono::Duration::minutes(55) && left <= chrono::Duration::minutes(60),
+        "{left}"
+    );
+}
+
+#[test]
+fn help_explains_every_command_and_option() {
+    for args in [
+        vec!["--help"],
+        vec!["serve", "--help"],
+        vec!["tenant", "add", "--help"],
+    ] {
+        let out = std::process::Command::new(central_binary())
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("--data-dir"), "{text}");
+        if args[0] == "serve" {
+            for option in [
+                "--http",
+                "--mqtt",
+                "--customer-create-rate",
+                "--retention-days",
+                "--log-format",
+            ] {
+                assert!(text.contains(option), "{option} in {text}");
+            }
+        }
+    }
+}
+
+#[test]
+fn tenant_add_without_password_source_fails_and_key_file_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let out = std::process::Command::new(central_binary())
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["tenant", "add", "--name", "x", "--admin", "admin"])
+        .env_remove("EASYISP_ADMIN_PASSWORD")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("EASYISP_ADMIN_PASSWORD"));
+    let id = super::harness::add_tenant(&data, "x", "admin", None);
+    assert_eq!(id.len(), 36);
+    let key = std::fs::metadata(data.join("customer-secrets.key")).unwrap();
+    assert_eq!(key.len(), 32);
+    assert_eq!(key.permissions().mode() & 0o777, 0o600);
+    // Tenant names are unique.
+    let out = std::process::Command::new(central_binary())
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["tenant", "add", "--name", "X", "--admin", "admin"])
+        .env("EASYISP_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
+
+#[tokio::test]
+async fn openapi_document_lists_the_customer_routes() {
+    let c = Central::start().await;
+    let r = c.call(Method::GET, "/api/openapi.json", None, None).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["openapi"], "3.1.0");
+    for path in [
+        "/api/customers",
+        "/api/customers/{id}/recharge",
+        "/api/routers/{id}/enroll",
+    ] {
+        assert!(r.body["paths"][path].is_object(), "{path}");
+    }
+}
