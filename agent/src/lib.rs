@@ -1,4 +1,16 @@
-//! EasyISP agent: runs next to one MikroTik router.
+//! EasyISP agent: runs next to one MikroTik router, keeps it in line with the ISP's customer
+//! list and reports sessions. `routeros` holds the drivers; `probe` the read-only check a
+//! technician runs first.
+
+pub mod adopt;
+pub mod cli;
+pub mod clock;
+pub mod config;
 pub mod counters;
+pub mod daemon;
 pub mod expiry;
+pub mod probe;
+pub mod reconcile;
 pub mod replica;
+pub mod routeros;
+pub mod status;

@@ -1,3 +1,157 @@
-fn main() -> anyhow::Result<()> {
-    Ok(())
+//! `easyisp-agent` command line: parses arguments, sets up logging, runs one subcommand.
+//! The work lives in the library; this file stays thin.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use easyisp_agent::cli;
+use easyisp_agent::probe::{self, ProbeArgs};
+use easyisp_agent::routeros::RouterUrl;
+use easyisp_protocol::Secret;
+
+/// EasyISP agent: runs next to one MikroTik router, makes it match the ISP's customer list and
+/// reports sessions and usage.
+#[derive(Debug, Parser)]
+#[command(name = "easyisp-agent", version, about, long_about = None)]
+struct Cli {
+    /// Agent configuration file (TOML, mode 0600). Default /etc/easyisp/agent.toml. Not used by
+    /// `probe`.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Connect to the router read-only and print identity, version, board, clock and counts of
+    /// PPP secrets, hotspot users and active sessions. Changes nothing on the router.
+    /// The password comes from the environment variable EASYISP_ROUTER_PASSWORD.
+    Probe(ProbeArgs),
+
+    /// Run the agent: keep the router in line with the replica (reconcile on every change and
+    /// in full every reconcile interval), cut customers off at the exact second they expire,
+    /// auto-renew from the wallet, and turn session counters into sessions. Stops on SIGTERM.
+    Run(cli::RunArgs),
+
+    /// Show what the agent knows: router reachable, customers by status, active sessions,
+    /// pending changes, clock state, a held mass cut-off, the last reconcile. Changes nothing.
+    Status(cli::StatusArgs),
+
+    /// List the router's PPP secrets and hotspot users that EasyISP does not own; with --apply,
+    /// take them over as customers. Without --apply nothing changes.
+    Adopt(cli::AdoptArgs),
+
+    /// Release a held mass cut-off: the next reconcile cuts those customers off.
+    ConfirmCutoff,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The daemon logs its lifecycle and every router change; one-shot commands only problems.
+    let default_level = if matches!(cli.command, Command::Run(_)) {
+        "info"
+    } else {
+        "warn"
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
+        )
+        .init();
+    match cli.command {
+        Command::Probe(args) => run_probe(args),
+        command => run_with_config(cli.config.as_deref(), command),
+    }
+}
+
+/// The commands that work from the configuration file.
+fn run_with_config(config: Option<&std::path::Path>, command: Command) -> ExitCode {
+    let config = match cli::load_config(config) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let outcome = runtime.block_on(async {
+        match command {
+            Command::Run(args) => cli::run(config, args).await,
+            Command::Status(args) => cli::status(&config, &args).await,
+            Command::Adopt(args) => cli::adopt(&config, &args).await,
+            Command::ConfirmCutoff => cli::confirm_cutoff(&config).await,
+            Command::Probe(_) => Ok(()),
+        }
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run_probe(args: ProbeArgs) -> ExitCode {
+    let url: RouterUrl = match args.router.parse() {
+        Ok(u) => u,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let Some(password) = std::env::var_os("EASYISP_ROUTER_PASSWORD") else {
+        eprintln!("error: set EASYISP_ROUTER_PASSWORD to the router user's password");
+        return ExitCode::from(2);
+    };
+    let Ok(password) = password.into_string() else {
+        eprintln!("error: EASYISP_ROUTER_PASSWORD is not valid UTF-8");
+        return ExitCode::from(2);
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(probe::probe(&args, &url, Secret::new(password))) {
+        Ok(report) => {
+            if args.json {
+                match serde_json::to_string(&report) {
+                    Ok(s) => println!("{s}"),
+                    Err(e) => {
+                        eprintln!("error: cannot encode the report: {e}");
+                        return ExitCode::from(1);
+                    }
+                }
+            } else {
+                print!("{}", report.to_text());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {}", probe::human_error(&e));
+            ExitCode::from(probe::exit_code(&e))
+        }
+    }
 }

@@ -1,2 +1,5 @@
 //! Test support for cross-process tests.
+pub mod binaries;
 pub mod mosquitto;
+pub mod sim;
+pub mod sim_harness;

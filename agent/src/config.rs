@@ -1,0 +1,374 @@
+//! The agent's configuration file (TOML, mode 0600: it holds the router's and the broker's
+//! passwords). `enroll` writes it; `run`, `status` and `adopt` read it.
+//!
+//! `RawConfig` mirrors the file (unknown keys are errors); [`Config::load`] turns it into typed
+//! values and reports every problem at once, each naming its key and the fix.
+
+use crate::routeros::RouterUrl;
+use easyisp_protocol::Secret;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use thiserror::Error;
+use uuid::Uuid;
+
+/// Where `enroll` writes and the other commands read the configuration by default.
+pub const DEFAULT_CONFIG: &str = "/etc/easyisp/agent.toml";
+/// Where the replica lives by default.
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/easyisp-agent";
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not valid TOML: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("{path} has {} problem(s):\n  - {}", .problems.len(), .problems.join("\n  - "))]
+    Invalid {
+        path: PathBuf,
+        problems: Vec<String>,
+    },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The file as written. Every field's comment states its default.
+#[derive(Serialize, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub agent: RawAgent,
+    pub router: RawRouter,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub central: Option<RawCentral>,
+}
+
+#[derive(Serialize, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawAgent {
+    /// This router's id at central (also the agent's MQTT username). Required.
+    pub router_id: String,
+    /// The ISP (tenant) the router belongs to. Required.
+    pub tenant_id: String,
+    /// Where the replica database lives. Default `/var/lib/easyisp-agent`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// Seconds between full reconciles (drift repair). Default 60.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconcile_interval_secs: Option<u64>,
+    /// Seconds between reads of session counters. Default 30.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll_interval_secs: Option<u64>,
+    /// Hold a cut-off that would drop at least this percentage of customers at once. Default 30.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mass_cutoff_percent: Option<u8>,
+    /// ... and at least this many customers. Default 20.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mass_cutoff_min: Option<u64>,
+    /// Trust the system clock without asking the kernel whether NTP synchronised it (for
+    /// machines whose kernel does not report it). Default false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assume_clock_synchronised: Option<bool>,
+}
+
+#[derive(Serialize, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawRouter {
+    /// `rest+https://user@host[:port]`, `rest+http://...`, `api://...`, `api-ssl://...` or
+    /// `ssh://...`. Required.
+    pub url: String,
+    /// The router user's password. Required.
+    pub password: String,
+    /// Seconds before a router request times out. Default 30.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<u64>,
+    /// SSH only: where the router's host key is pinned. Default `<data_dir>/known_hosts`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_hosts: Option<PathBuf>,
+}
+
+#[derive(Serialize, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawCentral {
+    /// Central's base URL, as used to enroll.
+    pub url: String,
+    /// The broker agents dial, e.g. `mqtts://central.example.net:8883`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mqtt_url: Option<String>,
+    /// The agent's broker password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mqtt_password: Option<String>,
+    /// Central's CA certificate (PEM) that signs the broker's certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_pem: Option<String>,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub router_id: Uuid,
+    pub tenant_id: Uuid,
+    pub data_dir: PathBuf,
+    pub reconcile_interval: Duration,
+    pub poll_interval: Duration,
+    pub mass_cutoff_percent: u8,
+    pub mass_cutoff_min: u64,
+    pub assume_clock_synchronised: bool,
+    pub router_url: RouterUrl,
+    pub router_password: Secret<String>,
+    pub router_timeout: Duration,
+    pub known_hosts: PathBuf,
+    pub central: Option<CentralConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CentralConfig {
+    pub url: String,
+    pub mqtt_url: Option<String>,
+    pub mqtt_password: Option<Secret<String>>,
+    pub ca_pem: Option<String>,
+}
+
+impl Config {
+    pub fn replica_path(&self) -> PathBuf {
+        self.data_dir.join("replica.db")
+    }
+
+    /// Reads and validates `path`, reporting every problem at once.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let raw: RawConfig = toml::from_str(&text).map_err(|e| ConfigError::Syntax {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let mut problems = Vec::new();
+        if let Some(mode) = file_mode(path).filter(|m| m & 0o077 != 0) {
+            problems.push(format!(
+                "the file is readable by others (mode {mode:o}); it holds passwords: chmod 600 {}",
+                path.display()
+            ));
+        }
+        let config = Config::from_raw(path, raw, &mut problems);
+        match config {
+            Some(config) if problems.is_empty() => Ok(config),
+            _ => Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                problems,
+            }),
+        }
+    }
+
+    fn from_raw(path: &Path, raw: RawConfig, problems: &mut Vec<String>) -> Option<Config> {
+        let mut uuid = |key: &str, value: &str| match Uuid::parse_str(value) {
+            Ok(id) => Some(id),
+            Err(_) => {
+                problems.push(format!(
+                    "{key} = {value:?} is not a UUID: copy it from central (or enroll again)"
+                ));
+                None
+            }
+        };
+        let router_id = uuid("agent.router_id", &raw.agent.router_id);
+        let tenant_id = uuid("agent.tenant_id", &raw.agent.tenant_id);
+        let mut seconds = |key: &str, value: Option<u64>, default: u64, min: u64| {
+            let secs = value.unwrap_or(default);
+            if secs < min {
+                problems.push(format!("{key} = {secs} is too small: use at least {min}"));
+            }
+            Duration::from_secs(secs)
+        };
+        let reconcile_interval = seconds(
+            "agent.reconcile_interval_secs",
+            raw.agent.reconcile_interval_secs,
+            60,
+            1,
+        );
+        let poll_interval = seconds(
+            "agent.poll_interval_secs",
+            raw.agent.poll_interval_secs,
+            30,
+            1,
+        );
+        let router_timeout = seconds("router.timeout_secs", raw.router.timeout_secs, 30, 1);
+        let mass_cutoff_percent = raw.agent.mass_cutoff_percent.unwrap_or(30);
+        if !(1..=100).contains(&mass_cutoff_percent) {
+            problems.push(format!(
+                "agent.mass_cutoff_percent = {mass_cutoff_percent}: use 1 to 100"
+            ));
+        }
+        let router_url = match raw.router.url.parse::<RouterUrl>() {
+            Ok(url) => Some(url),
+            Err(e) => {
+                problems.push(format!("router.url: {e}"));
+                None
+            }
+        };
+        if raw.router.password.is_empty() {
+            problems.push("router.password is empty: set the router user's password".into());
+        }
+        let data_dir = raw
+            .agent
+            .data_dir
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let known_hosts = raw
+            .router
+            .known_hosts
+            .unwrap_or_else(|| data_dir.join("known_hosts"));
+        let central = raw.central.map(|c| CentralConfig {
+            url: c.url,
+            mqtt_url: c.mqtt_url,
+            mqtt_password: c.mqtt_password.map(Secret::new),
+            ca_pem: c.ca_pem,
+        });
+        Some(Config {
+            path: path.to_path_buf(),
+            router_id: router_id?,
+            tenant_id: tenant_id?,
+            data_dir,
+            reconcile_interval,
+            poll_interval,
+            mass_cutoff_percent,
+            mass_cutoff_min: raw.agent.mass_cutoff_min.unwrap_or(20),
+            assume_clock_synchronised: raw.agent.assume_clock_synchronised.unwrap_or(false),
+            router_url: router_url?,
+            router_password: Secret::new(raw.router.password),
+            router_timeout,
+            known_hosts,
+            central,
+        })
+    }
+}
+
+impl RawConfig {
+    /// Writes the file with mode 0600 (created so, never briefly world-readable).
+    pub fn write(&self, path: &Path) -> Result<(), ConfigError> {
+        let fail = |source| ConfigError::Write {
+            path: path.to_path_buf(),
+            source,
+        };
+        let text = toml::to_string(self).map_err(|e| fail(std::io::Error::other(e.to_string())))?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(fail)?;
+        }
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut file = options.open(path).map_err(fail)?;
+        std::io::Write::write_all(&mut file, text.as_bytes()).map_err(fail)?;
+        file.sync_all().map_err(fail)?;
+        Ok(())
+    }
+}
+
+fn file_mode(path: &Path) -> Option<u32> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path)
+            .ok()
+            .map(|m| m.permissions().mode() & 0o777)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(url: &str) -> RawConfig {
+        RawConfig {
+            agent: RawAgent {
+                router_id: Uuid::from_u128(1).to_string(),
+                tenant_id: Uuid::from_u128(2).to_string(),
+                data_dir: Some("/tmp/x".into()),
+                reconcile_interval_secs: None,
+                poll_interval_secs: Some(5),
+                mass_cutoff_percent: None,
+                mass_cutoff_min: None,
+                assume_clock_synchronised: None,
+            },
+            router: RawRouter {
+                url: url.into(),
+                password: "pw-1234567".into(),
+                timeout_secs: None,
+                known_hosts: None,
+            },
+            central: None,
+        }
+    }
+
+    #[test]
+    fn a_written_config_loads_back_with_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        raw("api://admin@127.0.0.1:8728").write(&path).unwrap();
+        let config = Config::load(&path).unwrap();
+        assert_eq!(config.reconcile_interval, Duration::from_secs(60));
+        assert_eq!(config.poll_interval, Duration::from_secs(5));
+        assert_eq!(config.router_password.expose(), "pw-1234567");
+        assert!(
+            !format!("{config:?}").contains("pw-1234567"),
+            "Debug never shows the password"
+        );
+        assert_eq!(file_mode(&path), Some(0o600));
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once_naming_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        let mut bad = raw("telnet://router");
+        bad.agent.router_id = "nope".into();
+        bad.agent.mass_cutoff_percent = Some(0);
+        bad.write(&path).unwrap();
+        let err = Config::load(&path).unwrap_err().to_string();
+        assert!(err.contains("agent.router_id"), "{err}");
+        assert!(err.contains("router.url"), "{err}");
+        assert!(err.contains("agent.mass_cutoff_percent"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_and_open_permissions_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        raw("api://admin@127.0.0.1").write(&path).unwrap();
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("[router]", "[router]\nspeed = 3");
+        std::fs::write(&path, text).unwrap();
+        assert!(matches!(
+            Config::load(&path),
+            Err(ConfigError::Syntax { .. })
+        ));
+
+        raw("api://admin@127.0.0.1").write(&path).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+            assert!(
+                Config::load(&path)
+                    .unwrap_err()
+                    .to_string()
+                    .contains("chmod 600")
+            );
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! The expiry task: sleeps until the next `expiresAt` in the replica (not a cron), then
+//! charges due auto-renewals and asks for an immediate reconcile, which cuts off whoever
+//! expired. Re-plans on every change. Auto-renewal runs only while the clock is trusted.
+
+use super::reconcile_task::expiry_inputs;
+use super::{Shared, state};
+use crate::clock::kernel_says_synchronised;
+use crate::expiry::plan::{Renewal, clock_state, next_wake, renewals};
+use crate::replica::store;
+use chrono::{DateTime, Utc};
+use easyisp_protocol::audit::{AuditEvent, FieldChange};
+use easyisp_protocol::customer::CustomerRecord;
+use easyisp_protocol::envelope::{ChangeBody, ClockState};
+use easyisp_protocol::ledger::{Actor, ActorKind, LedgerEntry, LedgerKind};
+use easyisp_protocol::merge::Lww;
+use easyisp_protocol::{Money, NodeId};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// Even with nothing due, wake this often to persist clock trust and catch clock changes.
+const MAX_SLEEP: Duration = Duration::from_secs(60);
+
+pub async fn run(shared: Shared, cancel: CancellationToken) {
+    loop {
+        let now = Utc::now();
+        let wake = match pass(&shared, now).await {
+            Ok(wake) => wake,
+            Err(e) => {
+                tracing::error!(error = %e, "expiry pass failed; retrying in 5 s");
+                Some(now + chrono::Duration::seconds(5))
+            }
+        };
+        let sleep = wake
+            .and_then(|at| (at - Utc::now()).to_std().ok())
+            .map_or(MAX_SLEEP, |d| d.min(MAX_SLEEP));
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = shared.expiry_wake.notified() => {}
+            _ = tokio::time::sleep(sleep) => {
+                // A deadline passed: somebody may have expired. Renewals run first (next
+                // loop turn), then the reconcile cuts off the rest.
+            }
+        }
+    }
+}
+
+/// Renews what is due, asks for a reconcile if anything expired, and returns the next wake-up.
+async fn pass(shared: &Shared, now: DateTime<Utc>) -> anyhow::Result<Option<DateTime<Utc>>> {
+    let synchronised = shared.config.assume_clock_synchronised || kernel_says_synchronised();
+    let (inputs, clock) = shared
+        .replica
+        .read(move |conn| {
+            let last_trusted = state::get_time(conn, state::LAST_TRUSTED)?;
+            let clock = clock_state(
+                synchronised,
+                now,
+                last_trusted,
+                chrono::Duration::seconds(5),
+            );
+            Ok((expiry_inputs(conn, now)?, clock))
+        })
+        .await?;
+    if clock == ClockState::Synchronised {
+        let due = renewals(&inputs, now);
+        if !due.is_empty() {
+            let node = NodeId::from_uuid(shared.config.router_id);
+            let (tenant, router) = (shared.config.tenant_id, shared.config.router_id);
+            let count = due.len();
+            shared
+                .replica
+                .write(move |tx| apply_renewals(tx, &due, tenant, router, node, now))
+                .await?;
+            tracing::info!(customers = count, "auto-renewed customers at expiry");
+            shared.replica_changed();
+        }
+        shared
+            .replica
+            .write(move |tx| state::trust_until(tx, now))
+            .await?;
+    }
+    let expired_now = inputs.iter().any(|c| {
+        !c.cut_for_other_reason
+            && c.expires_at
+                .is_some_and(|at| at <= now && at > now - chrono::Duration::seconds(2))
+    });
+    if expired_now {
+        shared.reconcile_now.notify_one();
+    }
+    Ok(next_wake(&inputs, now))
+}
+
+/// Charges each renewal once (ledger idempotency key) and extends the customer, with the
+/// ledger entry, the customer change and an audit event in the upstream outbox, all in the
+/// caller's transaction.
+fn apply_renewals(
+    tx: &rusqlite::Transaction<'_>,
+    due: &[Renewal],
+    tenant: Uuid,
+    router: Uuid,
+    node: NodeId,
+    now: DateTime<Utc>,
+) -> crate::replica::Result<()> {
+    let actor = Actor {
+        kind: ActorKind::Agent,
+        id: Some(router),
+        name: "agent".into(),
+    };
+    for renewal in due {
+        let entry = LedgerEntry {
+            id: Uuid::now_v7(),
+            tenant_id: tenant,
+            customer_id: renewal.customer,
+            kind: LedgerKind::PackageCharge,
+            amount: renewal.charge.checked_neg().unwrap_or(Money::ZERO),
+            method: Some("WALLET".into()),
+            transaction_id: None,
+            description: Some(format!(
+                "auto-renewal from {}",
+                renewal.period_start.to_rfc3339()
+            )),
+            idempotency_key: Some(renewal.idempotency_key.clone()),
+            actor: actor.clone(),
+            created_at: now,
+        };
+        if !store::insert_ledger(tx, &entry)? {
+            continue; // already charged for this period
+        }
+        let stamp = state::tick(tx, node, now)?;
+        let mut change = CustomerRecord::empty(renewal.customer, tenant);
+        change.expires_at = Some(Lww::new(Some(renewal.new_expires_at), stamp));
+        store::merge_customer(tx, &change)?;
+        let audit = AuditEvent {
+            id: Uuid::now_v7(),
+            tenant_id: tenant,
+            entity: "customer".into(),
+            entity_id: renewal.customer,
+            at: now,
+            actor: actor.clone(),
+            action: "renew".into(),
+            changes: vec![FieldChange {
+                field: "expiresAt".into(),
+                old: renewal.period_start.to_rfc3339().into(),
+                new: renewal.new_expires_at.to_rfc3339().into(),
+            }],
+        };
+        store::enqueue(tx, &ChangeBody::Ledger(entry), now)?;
+        store::enqueue(tx, &ChangeBody::Customer(Box::new(change)), now)?;
+        store::enqueue(tx, &ChangeBody::Audit(audit), now)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,118 @@
+//! `easyisp-agent run`: the daemon. One task per concern — reconcile, expiry, counters —
+//! each with a child cancellation token, all in one task tracker. On SIGTERM everything is
+//! cancelled and awaited with a deadline.
+//!
+//! The tasks share the replica (SQLite, one writer), a lazily connected router link, and a
+//! `Notify` that wakes them when the replica changed.
+
+mod counters_task;
+mod expiry_task;
+mod reconcile_task;
+pub mod router_link;
+pub mod state;
+
+use crate::config::Config;
+use crate::replica::{Replica, ReplicaError};
+use easyisp_protocol::session::SessionKind;
+use router_link::RouterLink;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use reconcile_task::reconcile_once;
+
+/// What the tasks share.
+#[derive(Clone)]
+pub struct Shared {
+    pub config: Arc<Config>,
+    pub replica: Replica,
+    pub router: RouterLink,
+    /// Notified whenever the replica's customers or packages change.
+    pub changed: Arc<Notify>,
+    /// Notified when the expiry task wants an immediate reconcile.
+    pub reconcile_now: Arc<Notify>,
+    /// Notified whenever expiries may have changed, so the expiry task re-plans.
+    pub expiry_wake: Arc<Notify>,
+    /// Sessions the reconcile dropped on purpose, so their records end with `Admin-Reset`.
+    pub kicked: Arc<std::sync::Mutex<Vec<(SessionKind, String)>>>,
+}
+
+impl Shared {
+    pub fn open(config: Config) -> Result<Shared, ReplicaError> {
+        let replica = Replica::open(&config.replica_path())?;
+        let router = RouterLink::new(&config);
+        Ok(Shared {
+            config: Arc::new(config),
+            replica,
+            router,
+            changed: Arc::new(Notify::new()),
+            reconcile_now: Arc::new(Notify::new()),
+            expiry_wake: Arc::new(Notify::new()),
+            kicked: Arc::default(),
+        })
+    }
+
+    /// Tells the reconcile and expiry tasks that customers or packages changed.
+    pub fn replica_changed(&self) {
+        self.changed.notify_one();
+        self.expiry_wake.notify_one();
+    }
+}
+
+/// Overrides for the intervals of the config file (`run --reconcile-interval ...`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Overrides {
+    pub reconcile_interval: Option<Duration>,
+    pub poll_interval: Option<Duration>,
+}
+
+/// Runs the agent until `shutdown` is cancelled.
+pub async fn run(
+    mut config: Config,
+    overrides: Overrides,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    if let Some(interval) = overrides.reconcile_interval {
+        config.reconcile_interval = interval;
+    }
+    if let Some(interval) = overrides.poll_interval {
+        config.poll_interval = interval;
+    }
+    let shared = Shared::open(config)?;
+    tracing::info!(
+        router = %shared.config.router_id,
+        url = %shared.config.router_url,
+        replica = %shared.replica.path().display(),
+        reconcile_interval = ?shared.config.reconcile_interval,
+        poll_interval = ?shared.config.poll_interval,
+        "agent starting"
+    );
+    let tracker = TaskTracker::new();
+    tracker.spawn(reconcile_task::run(shared.clone(), shutdown.child_token()));
+    tracker.spawn(expiry_task::run(shared.clone(), shutdown.child_token()));
+    tracker.spawn(counters_task::run(shared.clone(), shutdown.child_token()));
+    tracker.close();
+    shutdown.cancelled().await;
+    tracing::info!("agent stopping");
+    if tokio::time::timeout(Duration::from_secs(10), tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some tasks did not stop within 10 s");
+    }
+    Ok(())
+}
+
+/// Capped exponential backoff with jitter, for retrying an unreachable router.
+pub fn backoff(attempt: u32) -> Duration {
+    let base_ms = 500u64.saturating_mul(1u64 << attempt.min(7)).min(60_000);
+    // Jitter without a random-number crate: the sub-second clock is random enough to spread
+    // agents that lost the same router at the same moment.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::from(d.subsec_nanos()))
+        .unwrap_or(0);
+    Duration::from_millis(base_ms / 2 + nanos % (base_ms / 2 + 1))
+}

@@ -1,0 +1,224 @@
+//! The router state the replica asks for, computed without touching the router.
+//!
+//! - Each package → one PPP profile and one hotspot user profile named after the package, with
+//!   `rate-limit` = upload/download (RouterOS `rx/tx`).
+//! - PPPoE customer → `/ppp/secret`; hotspot customer → `/ip/hotspot/user`; both disabled when
+//!   the customer has no access (suspended, disabled, or expired per the expiry gate). A
+//!   customer without a package uses the router's `default` profile.
+//! - DHCP and static customers → a simple queue on their address, and an entry in the
+//!   `easyisp-cutoff` address list while they have no access.
+//! - Soft-deleted customers and packages have no router objects.
+
+use super::{CUTOFF_LIST, marker};
+use crate::expiry::plan::Gate;
+use crate::routeros::{
+    AddressListEntrySpec, HotspotUserProfileSpec, HotspotUserSpec, PppProfileSpec, PppSecretSpec,
+    SimpleQueueSpec, Text,
+};
+use chrono::{DateTime, Utc};
+use easyisp_protocol::customer::{ConnectionType, CustomerRecord};
+use easyisp_protocol::package::{PackageRecord, rate_limit};
+use easyisp_protocol::{CustomerStatus, Secret};
+use std::collections::{BTreeMap, HashMap};
+use uuid::Uuid;
+
+/// The desired router objects, keyed by their owner's id.
+#[derive(Debug, Default)]
+pub struct Desired {
+    pub ppp_profiles: BTreeMap<Uuid, PppProfileSpec>,
+    pub hotspot_profiles: BTreeMap<Uuid, HotspotUserProfileSpec>,
+    pub ppp_secrets: BTreeMap<Uuid, PppSecretSpec>,
+    pub hotspot_users: BTreeMap<Uuid, HotspotUserSpec>,
+    pub queues: BTreeMap<Uuid, SimpleQueueSpec>,
+    pub cutoffs: BTreeMap<Uuid, AddressListEntrySpec>,
+    /// Usernames whose live sessions must not exist (no access, or deleted).
+    pub cut_users: Vec<String>,
+    /// Customers whose router objects could not be built, with the reason.
+    pub problems: Vec<(Uuid, String)>,
+}
+
+/// Builds the desired state incrementally, one customer at a time, so a site of 10,000
+/// customers never holds all its records in memory at once.
+pub struct Builder {
+    packages: HashMap<Uuid, PackageRecord>,
+    gate: Gate,
+    now: DateTime<Utc>,
+    desired: Desired,
+}
+
+impl Builder {
+    pub fn new(packages: Vec<PackageRecord>, gate: Gate, now: DateTime<Utc>) -> Builder {
+        let mut desired = Desired::default();
+        let mut names = HashMap::new();
+        for package in packages.iter().filter(|p| !p.is_deleted()) {
+            let name = package.package_name().to_string();
+            if let Some(other) = names.insert(name.clone(), package.id) {
+                desired.problems.push((
+                    package.id,
+                    format!("package name {name:?} is also used by package {other}"),
+                ));
+                continue;
+            }
+            let limit = rate_limit(&package.shaping());
+            let comment = Some(Text::from(marker(package.id)));
+            desired.ppp_profiles.insert(
+                package.id,
+                PppProfileSpec {
+                    name: Text::from(name.as_str()),
+                    rate_limit: Some(limit.clone()),
+                    comment: comment.clone(),
+                    ..PppProfileSpec::default()
+                },
+            );
+            desired.hotspot_profiles.insert(
+                package.id,
+                HotspotUserProfileSpec {
+                    name: Text::from(name.as_str()),
+                    rate_limit: Some(limit),
+                    shared_users: None,
+                    address_pool: None,
+                    address_list: None,
+                    comment,
+                },
+            );
+        }
+        let packages = packages.into_iter().map(|p| (p.id, p)).collect();
+        Builder {
+            packages,
+            gate,
+            now,
+            desired,
+        }
+    }
+
+    /// Whether the customer may be online now, as the agent enforces it: operator flags at
+    /// once, expiry only as far as the expiry gate allows.
+    pub fn has_access(&self, customer: &CustomerRecord) -> bool {
+        match customer.status_at(self.now) {
+            CustomerStatus::Active => true,
+            CustomerStatus::Expired => !self.gate.enforces(customer.expires()),
+            CustomerStatus::Suspended | CustomerStatus::Disabled => false,
+        }
+    }
+
+    pub fn add(&mut self, customer: &CustomerRecord) {
+        let username = customer.username().to_string();
+        if customer.is_deleted() || username.is_empty() {
+            if !username.is_empty() {
+                self.desired.cut_users.push(username);
+            }
+            return;
+        }
+        let package = customer
+            .package()
+            .and_then(|id| self.packages.get(&id))
+            .filter(|p| !p.is_deleted() && self.desired.ppp_profiles.contains_key(&p.id));
+        // No package means no shaping (the router's `default` profile), not no access: the
+        // status alone decides access, as it does at central.
+        let access = self.has_access(customer);
+        if !access {
+            self.desired.cut_users.push(username.clone());
+        }
+        let comment = Some(Text::from(marker(customer.id)));
+        let profile = Text::from(package.map_or("default", |p| p.package_name()));
+        let password = customer
+            .password_secret()
+            .map(|s| Secret::new(s.expose().to_string()));
+        match customer.connection_type() {
+            ConnectionType::Pppoe => {
+                let Some(password) = password else {
+                    self.desired
+                        .problems
+                        .push((customer.id, "PPPoE customer has no password".into()));
+                    return;
+                };
+                self.desired.ppp_secrets.insert(
+                    customer.id,
+                    PppSecretSpec {
+                        name: Text::from(username.as_str()),
+                        password,
+                        service: "pppoe".into(),
+                        profile,
+                        disabled: !access,
+                        comment,
+                        local_address: None,
+                        remote_address: static_ip(customer),
+                        caller_id: None,
+                    },
+                );
+            }
+            ConnectionType::Hotspot => {
+                let Some(password) = password else {
+                    self.desired
+                        .problems
+                        .push((customer.id, "hotspot customer has no password".into()));
+                    return;
+                };
+                self.desired.hotspot_users.insert(
+                    customer.id,
+                    HotspotUserSpec {
+                        name: Text::from(username.as_str()),
+                        password,
+                        profile,
+                        server: None,
+                        mac_address: None,
+                        address: None,
+                        disabled: !access,
+                        comment,
+                        limit_uptime: None,
+                        limit_bytes_total: None,
+                    },
+                );
+            }
+            ConnectionType::Dhcp | ConnectionType::Static => {
+                let Some(address) = static_ip(customer).or_else(|| last_ip(customer)) else {
+                    self.desired.problems.push((
+                        customer.id,
+                        "no address known yet to shape or cut off".into(),
+                    ));
+                    return;
+                };
+                let limit = package
+                    .map(|p| rate_limit(&p.shaping()))
+                    .filter(|l| !l.is_empty());
+                self.desired.queues.insert(
+                    customer.id,
+                    SimpleQueueSpec {
+                        name: Text::from(username.as_str()),
+                        target: format!("{address}/32"),
+                        max_limit: limit
+                            .map(|l| l.split(' ').next().unwrap_or_default().to_string()),
+                        limit_at: None,
+                        burst_limit: None,
+                        parent: None,
+                        disabled: false,
+                        comment: comment.clone(),
+                    },
+                );
+                if !access {
+                    self.desired.cutoffs.insert(
+                        customer.id,
+                        AddressListEntrySpec {
+                            list: Text::from(CUTOFF_LIST),
+                            address,
+                            comment,
+                            disabled: false,
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    pub fn finish(self) -> Desired {
+        self.desired
+    }
+}
+
+fn static_ip(customer: &CustomerRecord) -> Option<String> {
+    customer.static_ip.as_ref().and_then(|f| f.value.clone())
+}
+
+fn last_ip(customer: &CustomerRecord) -> Option<String> {
+    customer.last_ip.as_ref().and_then(|f| f.value.clone())
+}

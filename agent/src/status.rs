@@ -1,0 +1,161 @@
+//! `easyisp-agent status`: what the agent knows, read from its replica and a quick look at the
+//! router. Changes nothing.
+
+use crate::config::Config;
+use crate::daemon::state::{self, LastReconcile};
+use crate::replica::{Replica, store};
+use chrono::{DateTime, Utc};
+use easyisp_protocol::envelope::{ClockState, MassCutoffHold};
+use easyisp_protocol::{CustomerStatus, status_at};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusReport {
+    pub router_id: String,
+    pub router_url: String,
+    pub router_reachable: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub router_error: Option<String>,
+    pub customers: u64,
+    pub customers_by_status: BTreeMap<String, u64>,
+    pub active_sessions: u64,
+    pub pending_changes: u64,
+    pub clock: Option<ClockState>,
+    pub mass_cutoff_hold: Option<MassCutoffHold>,
+    pub last_reconcile: Option<LastReconcile>,
+    pub last_trusted_time: Option<DateTime<Utc>>,
+    pub replica: String,
+}
+
+/// Gathers the report. The router check uses a short timeout so a dead router answers fast.
+pub async fn status(config: &Config) -> anyhow::Result<StatusReport> {
+    let replica = Replica::open(&config.replica_path())?;
+    let now = Utc::now();
+    let report = replica
+        .read(move |conn| {
+            let mut by_status: BTreeMap<String, u64> = CustomerStatus::ALL
+                .iter()
+                .map(|s| (s.as_str().to_string(), 0))
+                .collect();
+            let mut customers = 0;
+            store::for_each_customer(conn, |c| {
+                if !c.is_deleted() {
+                    customers += 1;
+                    *by_status
+                        .entry(status_at(c.status_inputs(), now).as_str().to_string())
+                        .or_default() += 1;
+                }
+            })?;
+            Ok((
+                customers,
+                by_status,
+                store::active_sessions(conn)?.len() as u64,
+                store::outbox_depth(conn)?,
+                state::get_json::<ClockState>(conn, state::CLOCK)?,
+                state::held(conn)?,
+                state::get_json::<LastReconcile>(conn, state::LAST_RECONCILE)?,
+                state::get_time(conn, state::LAST_TRUSTED)?,
+            ))
+        })
+        .await?;
+    let (customers, by_status, sessions, pending, clock, hold, last, trusted) = report;
+    let mut options = crate::routeros::ConnectOptions::new(config.router_password.clone());
+    options.timeout = Duration::from_secs(5);
+    options.known_hosts = Some(config.known_hosts.clone());
+    let probe = async {
+        let router = crate::routeros::connect(&config.router_url, options).await?;
+        router.identity().await
+    };
+    let router_error = match tokio::time::timeout(Duration::from_secs(8), probe).await {
+        Ok(Ok(_)) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(_) => Some("no answer within 8 s".to_string()),
+    };
+    Ok(StatusReport {
+        router_id: config.router_id.to_string(),
+        router_url: config.router_url.to_string(),
+        router_reachable: router_error.is_none(),
+        router_error,
+        customers,
+        customers_by_status: by_status,
+        active_sessions: sessions,
+        pending_changes: pending,
+        clock,
+        mass_cutoff_hold: hold,
+        last_reconcile: last,
+        last_trusted_time: trusted,
+        replica: config.replica_path().display().to_string(),
+    })
+}
+
+impl std::fmt::Display for StatusReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let yes_no = |b: bool| if b { "yes" } else { "no" };
+        writeln!(
+            f,
+            "router:           {} ({})",
+            self.router_url, self.router_id
+        )?;
+        match &self.router_error {
+            None => writeln!(f, "reachable:        yes")?,
+            Some(e) => writeln!(f, "reachable:        no: {e}")?,
+        }
+        let counts: Vec<String> = self
+            .customers_by_status
+            .iter()
+            .map(|(s, n)| format!("{n} {s}"))
+            .collect();
+        writeln!(
+            f,
+            "customers:        {} ({})",
+            self.customers,
+            counts.join(", ")
+        )?;
+        writeln!(f, "active sessions:  {}", self.active_sessions)?;
+        writeln!(
+            f,
+            "pending changes:  {} (waiting for central's acknowledgement)",
+            self.pending_changes
+        )?;
+        let clock = match self.clock {
+            Some(ClockState::Synchronised) => "synchronised".to_string(),
+            Some(ClockState::Unsynchronised) => {
+                "NOT synchronised: expiry cut-offs are held".to_string()
+            }
+            Some(ClockState::JumpedBackwards) => {
+                "jumped backwards: only provably due cut-offs run".to_string()
+            }
+            None => "unknown (no reconcile yet)".to_string(),
+        };
+        writeln!(f, "clock:            {clock}")?;
+        match &self.mass_cutoff_hold {
+            Some(h) => writeln!(
+                f,
+                "mass cut-off:     HELD since {}: {} of {} customers would be cut off at once; confirm to proceed",
+                h.since, h.customers, h.of_total
+            )?,
+            None => writeln!(f, "mass cut-off:     none held")?,
+        }
+        match &self.last_reconcile {
+            Some(r) => writeln!(
+                f,
+                "last reconcile:   {} ok={} applied={} failed={} blocked={} ({} ms){}",
+                r.at,
+                yes_no(r.ok),
+                r.applied,
+                r.failed,
+                r.blocked,
+                r.duration_ms,
+                r.error
+                    .as_ref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            )?,
+            None => writeln!(f, "last reconcile:   never")?,
+        }
+        write!(f, "replica:          {}", self.replica)
+    }
+}

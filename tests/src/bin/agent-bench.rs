@@ -1,0 +1,155 @@
+//! Agent benchmark: a full reconcile of 10,000 customers against the RouterOS simulator, and
+//! the agent's memory while it manages them. Prints figures; asserts nothing.
+//!
+//! Run it in release mode with the simulator built beside it:
+//! `cargo build --release -p easyisp-tests -p easyisp-agent --bins && target/release/agent-bench`
+
+use anyhow::{Context, Result};
+use chrono::Utc;
+use easyisp_agent::config::{Config, RawAgent, RawConfig, RawRouter};
+use easyisp_agent::daemon::{Shared, reconcile_once};
+use easyisp_agent::replica::store;
+use easyisp_protocol::customer::{ConnectionType, CustomerRecord, SyncedSecret};
+use easyisp_protocol::merge::Lww;
+use easyisp_protocol::package::{PackageRecord, Speed};
+use easyisp_protocol::{Hlc, Money, NodeId};
+use easyisp_tests::sim_harness::{SimOptions, SimProcess, install_crypto_provider};
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+const CUSTOMERS: usize = 10_000;
+const TENANT: Uuid = Uuid::from_u128(0xbe);
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    install_crypto_provider();
+    let sim = SimProcess::start(SimOptions::default()).await?;
+    for scheme in ["rest+http", "api"] {
+        bench(&sim, scheme).await?;
+        sim.control.reboot().await?;
+        wipe(&sim).await?;
+    }
+    Ok(())
+}
+
+async fn wipe(sim: &SimProcess) -> Result<()> {
+    for menu in [
+        "ppp/secret",
+        "ip/hotspot/user",
+        "ppp/profile",
+        "ip/hotspot/user/profile",
+    ] {
+        for row in sim.control.menu(menu).await? {
+            let comment = row["comment"].as_str().unwrap_or_default();
+            if let (true, Some(id)) = (comment.starts_with("easyisp:"), row[".id"].as_str()) {
+                sim.control.remove(menu, id).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn bench(sim: &SimProcess, scheme: &str) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("agent.toml");
+    RawConfig {
+        agent: RawAgent {
+            router_id: Uuid::now_v7().to_string(),
+            tenant_id: TENANT.to_string(),
+            data_dir: Some(dir.path().join("data")),
+            reconcile_interval_secs: None,
+            poll_interval_secs: None,
+            mass_cutoff_percent: None,
+            mass_cutoff_min: None,
+            assume_clock_synchronised: Some(true),
+        },
+        router: RawRouter {
+            url: sim.router_url(scheme),
+            password: sim.options.password.clone(),
+            timeout_secs: Some(60),
+            known_hosts: None,
+        },
+        central: None,
+    }
+    .write(&path)?;
+    let config = Config::load(&path)?;
+    let shared = Shared::open(config)?;
+    let stamp = Hlc::new(Utc::now().timestamp_millis() as u64, 0, NodeId(1));
+    let package = Uuid::now_v7();
+    let seeded = Instant::now();
+    shared
+        .replica
+        .write(move |tx| {
+            let mut p = PackageRecord::empty(package, TENANT);
+            p.name = Some(Lww::new("Bench 10".into(), stamp));
+            p.price = Some(Lww::new(Money::from_minor(100_000), stamp));
+            p.download_speed = Some(Lww::new(Speed::from_mbps(10), stamp));
+            p.upload_speed = Some(Lww::new(Speed::from_mbps(5), stamp));
+            store::merge_package(tx, &p)?;
+            for n in 0..CUSTOMERS {
+                let mut c = CustomerRecord::empty(Uuid::now_v7(), TENANT);
+                c.username = Some(Lww::new(format!("bench{n:05}"), stamp));
+                c.password = Some(Lww::new(SyncedSecret::new(format!("Pw-{n:08}-x")), stamp));
+                let kind = if n % 2 == 0 {
+                    ConnectionType::Pppoe
+                } else {
+                    ConnectionType::Hotspot
+                };
+                c.connection_type = Some(Lww::new(kind, stamp));
+                c.package_id = Some(Lww::new(Some(package), stamp));
+                c.expires_at = Some(Lww::new(
+                    Some(Utc::now() + chrono::Duration::days(30)),
+                    stamp,
+                ));
+                store::merge_customer(tx, &c)?;
+            }
+            Ok(())
+        })
+        .await?;
+    println!(
+        "[{scheme}] seeded {CUSTOMERS} customers into the replica in {:?}",
+        seeded.elapsed()
+    );
+
+    let first = reconcile_once(&shared, Utc::now()).await?;
+    println!(
+        "[{scheme}] first reconcile (creates everything): {} operations in {:.2} s",
+        first.applied,
+        first.duration.as_secs_f64()
+    );
+    anyhow::ensure!(first.is_clean(), "first pass failed: {first:?}");
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let started = Instant::now();
+        let report = reconcile_once(&shared, Utc::now()).await?;
+        anyhow::ensure!(
+            report.planned == 0,
+            "an unchanged site planned {} operations",
+            report.planned
+        );
+        times.push(started.elapsed());
+    }
+    times.sort();
+    println!(
+        "[{scheme}] full reconcile of {CUSTOMERS} unchanged customers: min {:.3} s, median {:.3} s, max {:.3} s (target < 5 s)",
+        secs(times[0]),
+        secs(times[times.len() / 2]),
+        secs(times[times.len() - 1])
+    );
+    let rss = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM"))
+                .map(str::to_string)
+        })
+        .context("reading /proc/self/status")?;
+    println!(
+        "[{scheme}] bench process peak memory (agent library + reqwest + SQLite, not the agent binary): {rss}"
+    );
+    Ok(())
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
