@@ -80,17 +80,5 @@ fn service_of(t: T) -> &'static str {
 /// The `easyisp-agent` binary next to this test binary (`cargo test --workspace` builds it
 /// because the agent crate has integration tests).
 fn agent_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    // target/<profile>/deps/system-<hash> → target/<profile>/easyisp-agent
-    let dir = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("target directory");
-    let bin = dir.join(format!("easyisp-agent{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        bin.exists(),
-        "{} is missing: build it with `cargo build -p easyisp-agent` (cargo test --workspace does)",
-        bin.display()
-    );
-    bin
+    easyisp_tests::binaries::workspace_bin("easyisp-agent")
 }
