@@ -136,17 +136,51 @@ async fn bench(sim: &SimProcess, scheme: &str) -> Result<()> {
         secs(times[times.len() / 2]),
         secs(times[times.len() - 1])
     );
-    let rss = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM"))
-                .map(str::to_string)
-        })
-        .context("reading /proc/self/status")?;
-    println!(
-        "[{scheme}] bench process peak memory (agent library + reqwest + SQLite, not the agent binary): {rss}"
+    drop(shared);
+    agent_memory(&path, scheme).await
+}
+
+/// Runs the real agent binary on the same replica and router and reads its memory once it
+/// has done full reconciles and counter polls of the 10,000 customers.
+async fn agent_memory(config: &std::path::Path, scheme: &str) -> Result<()> {
+    let exe = std::env::current_exe()?.with_file_name("easyisp-agent");
+    anyhow::ensure!(
+        exe.exists(),
+        "{} missing: build the agent in release mode too",
+        exe.display()
     );
+    let mut child = tokio::process::Command::new(&exe)
+        .arg("--config")
+        .arg(config)
+        .args(["run", "--reconcile-interval", "2s", "--poll-interval", "1s"])
+        .envs(
+            std::env::var("AGENT_BENCH_MALLOC_ARENA_MAX")
+                .ok()
+                .map(|v| ("MALLOC_ARENA_MAX", v)),
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let pid = child.id().context("agent pid")?;
+    // Let it run a few full reconciles and polls.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).context("agent still running")?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap_or("?")
+            .to_string()
+    };
+    println!(
+        "[{scheme}] agent binary with {CUSTOMERS} customers after 10 s of 2 s reconciles and 1 s polls: VmRSS {} KiB, VmHWM {} KiB (target < 20 MB)",
+        field("VmRSS:"),
+        field("VmHWM:")
+    );
+    child.kill().await?;
     Ok(())
 }
 
