@@ -127,6 +127,7 @@ pub async fn logout(
         .storage
         .revoke_token(auth.tenant(), auth.token_hash.clone())
         .await?;
+    state.tokens.remove(&auth.token_hash);
     Ok(Json(serde_json::json!({ "success": true })))
 }
 

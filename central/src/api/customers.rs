@@ -103,6 +103,13 @@ pub async fn list(
             "search must be at most 100 characters",
         ));
     }
+    // Each skipped search match costs a lookup: deep search pages go by cursor.
+    if search.is_some() && cursor.is_none() && u64::from(page - 1) * u64::from(page_size) > 10_000 {
+        return Err(ApiError::field(
+            "page",
+            "search results past the first 10,000 are reached by following nextCursor",
+        ));
+    }
     let filter = CustomerFilter {
         search,
         status,

@@ -102,11 +102,18 @@ impl FromRequestParts<AppState> for Auth {
             .filter(|t| !t.is_empty() && t.len() <= 256)
             .ok_or(ApiError::Unauthorized)?;
         let hash = token_hash(token);
-        let operator = state
-            .storage
-            .authenticate(hash.clone(), chrono::Utc::now())
-            .await?
-            .ok_or(ApiError::Unauthorized)?;
+        let operator = match state.tokens.get(&hash) {
+            Some(operator) => operator,
+            None => {
+                let operator = state
+                    .storage
+                    .authenticate(hash.clone(), chrono::Utc::now())
+                    .await?
+                    .ok_or(ApiError::Unauthorized)?;
+                state.tokens.put(hash.clone(), operator.clone());
+                operator
+            }
+        };
         tracing::Span::current().record("tenant", tracing::field::display(operator.tenant_id));
         tracing::Span::current().record("operator", tracing::field::display(&operator.username));
         Ok(Auth {

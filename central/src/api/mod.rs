@@ -13,6 +13,7 @@ pub mod openapi;
 pub mod operators;
 pub mod packages;
 pub mod routers;
+pub mod token_cache;
 
 use crate::storage::Storage;
 use axum::Router;
@@ -65,6 +66,7 @@ pub struct AppState {
     pub user_throttle: Arc<limits::FailureThrottle>,
     pub address_throttle: Arc<limits::FailureThrottle>,
     pub create_limiter: Arc<limits::RateLimiter>,
+    pub tokens: Arc<token_cache::TokenCache>,
     calling_codes: Arc<Mutex<HashMap<Uuid, Option<String>>>>,
 }
 
@@ -82,6 +84,7 @@ impl AppState {
                 window,
             )),
             create_limiter: Arc::new(limits::RateLimiter::new(config.customer_create_per_minute)),
+            tokens: Arc::new(token_cache::TokenCache::default()),
             config: Arc::new(config),
             calling_codes: Arc::new(Mutex::new(HashMap::new())),
         }

@@ -105,12 +105,13 @@ pub async fn update(
         }
         None => None,
     };
-    Ok(Json(
-        state
-            .storage
-            .update_operator(auth.tenant(), auth.actor(), id, hashed, role)
-            .await?,
-    ))
+    let updated = state
+        .storage
+        .update_operator(auth.tenant(), auth.actor(), id, hashed, role)
+        .await;
+    // Roles and passwords are cached with tokens: forget them all (rare, and always safe).
+    state.tokens.clear();
+    Ok(Json(updated?))
 }
 
 pub async fn delete(
@@ -126,9 +127,11 @@ pub async fn delete(
             message: "operators cannot delete themselves".into(),
         });
     }
-    state
+    let deleted = state
         .storage
         .delete_operator(auth.tenant(), auth.actor(), id)
-        .await?;
+        .await;
+    state.tokens.clear();
+    deleted?;
     Ok(Json(serde_json::json!({ "success": true })))
 }

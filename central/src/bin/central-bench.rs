@@ -31,6 +31,9 @@ struct Args {
     /// Customers created over HTTP in the create measurement.
     #[arg(long, default_value_t = 10_000)]
     creates: usize,
+    /// Use `synchronous=NORMAL` instead of FULL (faster; a power cut may lose the last commits).
+    #[arg(long)]
+    normal: bool,
     /// Data directory (default: a fresh temporary one).
     #[arg(long)]
     data_dir: Option<std::path::PathBuf>,
@@ -185,7 +188,11 @@ async fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let temp = tempfile_dir()?;
     let dir = args.data_dir.clone().unwrap_or_else(|| temp.clone());
-    let storage = Storage::open(&dir, StorageOptions::default())?;
+    let options = StorageOptions {
+        synchronous_full: !args.normal,
+        ..StorageOptions::default()
+    };
+    let storage = Storage::open(&dir, options.clone())?;
     let hash = easyisp_central::secrets::hash_password(&Secret::new("bench-admin-pass".into()))?;
     let tenant = storage
         .create_tenant(
@@ -251,7 +258,7 @@ async fn main() -> anyhow::Result<()> {
             customer_create_per_minute: 0,
             ..ApiConfig::default()
         },
-        storage: StorageOptions::default(),
+        storage: options,
         retention_days: 90,
         retention_interval: Duration::from_secs(3600),
     };

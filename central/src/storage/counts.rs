@@ -19,7 +19,7 @@ use uuid::Uuid;
 const DAY_MS: i64 = 86_400_000;
 
 /// Where one live customer is counted.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CountKey {
     state: i64,
     connection_type: &'static str,
@@ -58,6 +58,11 @@ fn add(conn: &Connection, tenant: &str, key: &CountKey, delta: i64) -> Result<()
              ON CONFLICT (tenant_id, day, connection_type, package_id) DO UPDATE SET n = n + excluded.n",
         )?
         .execute(params![tenant, day, key.connection_type, key.package, delta])?;
+        conn.prepare_cached(
+            "INSERT INTO customer_expiry_days (tenant_id, day, n) VALUES (?1, ?2, ?3)
+             ON CONFLICT (tenant_id, day) DO UPDATE SET n = n + excluded.n",
+        )?
+        .execute(params![tenant, day, delta])?;
     }
     Ok(())
 }
@@ -82,6 +87,11 @@ pub fn apply(
     Ok(())
 }
 
+/// Adds `delta` customers to one bucket at once (bulk imports aggregate per batch).
+pub fn add_delta(conn: &Connection, tenant: Uuid, key: &CountKey, delta: i64) -> Result<()> {
+    add(conn, &tenant.to_string(), key, delta)
+}
+
 /// The exact number of live customers matching the filters at `now`.
 pub fn total(
     conn: &Connection,
@@ -104,9 +114,14 @@ pub fn total(
     let expired = || -> Result<i64> {
         let now_ms = ms(now);
         let today = now_ms.div_euclid(DAY_MS);
+        let table = if ct.is_none() && pkg.is_none() {
+            "customer_expiry_days"
+        } else {
+            "customer_expiry_counts"
+        };
         let past = filtered(
             conn,
-            "SELECT COALESCE(SUM(n), 0) FROM customer_expiry_counts WHERE tenant_id = ?1 AND day < ?2".into(),
+            format!("SELECT COALESCE(SUM(n), 0) FROM {table} WHERE tenant_id = ?1 AND day < ?2"),
             &tenant_text,
             ct,
             pkg.as_deref(),

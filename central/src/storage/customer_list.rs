@@ -169,14 +169,25 @@ fn candidates(
     Ok(rows)
 }
 
-/// Returns (rows, more, resume cursor when the work bound cut the page short).
+/// One page of search results.
+struct SearchPage {
+    rows: Vec<CustomerRow>,
+    /// More matches may follow.
+    more: bool,
+    /// Where to continue when the work bound cut the page short.
+    resume: Option<i64>,
+    /// The exact total, when the page query saw every match.
+    known_total: Option<u64>,
+}
+
+/// Searches newest-first from the cursor, within the work bound.
 fn list_search(
     conn: &Connection,
     tenant: Uuid,
     term: &str,
     filter: &CustomerFilter,
     now: DateTime<Utc>,
-) -> Result<(Vec<CustomerRow>, bool, Option<i64>)> {
+) -> Result<SearchPage> {
     let mut binds: Vec<Box<dyn ToSql>> = vec![Box::new(0i64), Box::new(tenant.to_string())];
     let sql = format!(
         "{SELECT} WHERE c.rowid = ?1 AND c.tenant_id = ?2 AND c.deleted_at IS NULL{}",
@@ -193,7 +204,7 @@ fn list_search(
     let chunk = (filter.page_size as usize * 2).clamp(50, 500);
     let mut below = filter.cursor.unwrap_or(i64::MAX);
     let (mut found, mut examined) = (Vec::new(), 0usize);
-    loop {
+    let saw_everything = loop {
         let batch = candidates(conn, tenant, term, below, chunk)?;
         let exhausted = batch.len() < chunk;
         for rowid in batch {
@@ -209,17 +220,30 @@ fn list_search(
             }
         }
         if found.len() >= want || exhausted {
-            break;
+            break exhausted && found.len() < want;
         }
         if examined >= budget {
             let rows: Vec<CustomerRow> = found.into_iter().skip(skip).collect();
-            return Ok((rows, true, Some(below)));
+            return Ok(SearchPage {
+                rows,
+                more: true,
+                resume: Some(below),
+                known_total: None,
+            });
         }
-    }
+    };
+    // Starting from the newest and running out of candidates means every match was seen:
+    // the total is known without a second search.
+    let known_total = (saw_everything && filter.cursor.is_none()).then_some(found.len() as u64);
     let mut rows: Vec<CustomerRow> = found.into_iter().skip(skip).collect();
     let more = rows.len() > filter.page_size as usize;
     rows.truncate(filter.page_size as usize);
-    Ok((rows, more, None))
+    Ok(SearchPage {
+        rows,
+        more,
+        resume: None,
+        known_total,
+    })
 }
 
 fn search_total(
@@ -278,8 +302,16 @@ impl Storage {
                     (rows, more, None, total, true)
                 }
                 Some(term) => {
-                    let (rows, more, resume) = list_search(conn, tenant, term, &filter, now)?;
-                    let n = search_total(conn, tenant, term, &filter, now)?;
+                    let SearchPage {
+                        rows,
+                        more,
+                        resume,
+                        known_total,
+                    } = list_search(conn, tenant, term, &filter, now)?;
+                    let n = match known_total {
+                        Some(n) => n,
+                        None => search_total(conn, tenant, term, &filter, now)?,
+                    };
                     (
                         rows,
                         more,

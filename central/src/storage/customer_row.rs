@@ -2,7 +2,7 @@
 //! it is written, how two versions differ (stamps + audit changes), and the API views built
 //! from it. The password column holds AEAD ciphertext and never reaches a view.
 
-use super::records::Stamps;
+use super::records::LazyStamps;
 use super::{Result, StorageError, Tx, from_ms, ms, parse_uuid};
 use chrono::{DateTime, Utc};
 use easyisp_protocol::audit::{FieldChange, secret_change};
@@ -107,7 +107,7 @@ pub struct CustomerRow {
     pub created_at: DateTime<Utc>,
     pub deleted_at: Option<DateTime<Utc>>,
     pub anonymized_at: Option<DateTime<Utc>>,
-    pub stamps: Stamps,
+    pub stamps: LazyStamps,
     pub package: Option<PackageJoin>,
     pub router: Option<(String, String)>,
 }
@@ -198,7 +198,7 @@ impl CustomerRow {
             created_at: from_ms(row.get(27)?)?,
             deleted_at: opt_time(row.get(28)?)?,
             anonymized_at: opt_time(row.get(29)?)?,
-            stamps: Stamps::parse(&row.get::<_, String>(30)?)?,
+            stamps: LazyStamps::Raw(row.get::<_, String>(30)?),
             package,
             router,
         })
@@ -325,7 +325,8 @@ impl CustomerRow {
 
     /// Stamps every field that differs from `old` (all fields for a new row) and returns the
     /// audit changes, old → new, with the password shown only as "changed".
-    pub fn diff(&mut self, tx: &mut Tx<'_>, old: Option<&CustomerRow>) -> Vec<FieldChange> {
+    pub fn diff(&mut self, tx: &mut Tx<'_>, old: Option<&CustomerRow>) -> Result<Vec<FieldChange>> {
+        let mut stamps = std::mem::take(&mut self.stamps).into_parsed()?;
         let mut changes = Vec::new();
         macro_rules! field {
             ($f:ident, $name:literal, $camel:literal) => {
@@ -333,7 +334,7 @@ impl CustomerRow {
                 let after = self.$f.audit_value();
                 if before.as_ref() != Some(&after) {
                     let stamp = tx.stamp();
-                    self.stamps.set($name, stamp);
+                    stamps.set($name, stamp);
                     // A new record's empty fields are not worth an audit line each.
                     if before.is_some() || !is_empty_value(&after) {
                         changes.push(FieldChange {
@@ -348,7 +349,7 @@ impl CustomerRow {
         field!(username, "username", "username");
         if old.map(|o| &o.password_enc) != Some(&self.password_enc) {
             let stamp = tx.stamp();
-            self.stamps.set("password", stamp);
+            stamps.set("password", stamp);
             let shown = |p: Option<&Option<Vec<u8>>>| match p {
                 Some(Some(_)) => secret_change(),
                 _ => Value::Null,
@@ -386,7 +387,8 @@ impl CustomerRow {
         field!(last_mac, "last_mac", "lastMac");
         field!(created_at, "created_at", "createdAt");
         field!(deleted_at, "deleted_at", "deletedAt");
-        changes
+        self.stamps = LazyStamps::Parsed(stamps);
+        Ok(changes)
     }
 
     fn router_ref(&self) -> Option<RouterRef> {

@@ -3,7 +3,7 @@
 //! caller's transaction (and so with the outbox row the sync issue will add in `Tx::flush`).
 
 use super::customer_row::{CustomerPatch, CustomerRow, NewCustomer};
-use super::records::Stamps;
+use super::records::LazyStamps;
 use super::{Result, Storage, StorageError, Tx, audit, counts, new_id};
 use crate::secrets::Cipher;
 use chrono::{DateTime, Duration, Utc};
@@ -21,7 +21,7 @@ fn commit_change(
     old: Option<&CustomerRow>,
     new: &mut CustomerRow,
 ) -> Result<()> {
-    let changes = new.diff(tx, old);
+    let changes = new.diff(tx, old)?;
     if old.is_some() && changes.is_empty() {
         return Ok(());
     }
@@ -101,27 +101,21 @@ fn validity_days(conn: &Connection, tenant: Uuid, package: Uuid) -> Result<u32> 
         })?)
 }
 
-/// Builds and inserts a customer row; shared by the API's create and the bench's seeding.
-pub(super) fn insert_new(
+/// Builds a new customer's row (password encrypted, default expiry from the package).
+fn build_row(
     tx: &mut Tx<'_>,
     cipher: &Cipher,
     tenant: Uuid,
-    actor: &Actor,
     input: NewCustomer,
+    validity: Option<u32>,
 ) -> Result<CustomerRow> {
-    check_references(tx.conn(), tenant, input.package_id, input.router_id)?;
-    if username_taken(tx.conn(), tenant, &input.username)? {
-        return Err(duplicate());
-    }
-    let expires_at = match (input.expires_at, input.package_id) {
+    let expires_at = match (input.expires_at, validity) {
         (Some(at), _) => Some(at),
-        (None, Some(package)) => {
-            Some(tx.now() + Duration::days(i64::from(validity_days(tx.conn(), tenant, package)?)))
-        }
+        (None, Some(days)) => Some(tx.now() + Duration::days(i64::from(days))),
         (None, None) => None,
     };
     let id = new_id();
-    let mut row = CustomerRow {
+    Ok(CustomerRow {
         rowid: 0,
         id,
         tenant_id: tenant,
@@ -152,12 +146,88 @@ pub(super) fn insert_new(
         created_at: tx.now(),
         deleted_at: None,
         anonymized_at: None,
-        stamps: Stamps::default(),
+        stamps: LazyStamps::default(),
         package: None,
         router: None,
+    })
+}
+
+/// Inserts one customer (the API's create).
+pub(super) fn insert_new(
+    tx: &mut Tx<'_>,
+    cipher: &Cipher,
+    tenant: Uuid,
+    actor: &Actor,
+    input: NewCustomer,
+) -> Result<CustomerRow> {
+    check_references(tx.conn(), tenant, input.package_id, input.router_id)?;
+    if username_taken(tx.conn(), tenant, &input.username)? {
+        return Err(duplicate());
+    }
+    let validity = match (input.expires_at, input.package_id) {
+        (None, Some(package)) => Some(validity_days(tx.conn(), tenant, package)?),
+        _ => None,
     };
+    let mut row = build_row(tx, cipher, tenant, input, validity)?;
     commit_change(tx, actor, "create", None, &mut row)?;
     Ok(row)
+}
+
+/// Inserts many customers in the caller's transaction (imports, seeding): references are
+/// checked once per distinct id, uniqueness is left to the unique index, and the count
+/// deltas are applied once per batch. Each customer still gets its own audit event.
+fn insert_bulk(
+    tx: &mut Tx<'_>,
+    cipher: &Cipher,
+    tenant: Uuid,
+    actor: &Actor,
+    inputs: Vec<NewCustomer>,
+) -> Result<usize> {
+    use std::collections::HashMap;
+    let mut validity: HashMap<Uuid, u32> = HashMap::new();
+    let mut routers: std::collections::HashSet<Uuid> = std::collections::HashSet::new();
+    let mut deltas: HashMap<counts::CountKey, i64> = HashMap::new();
+    let n = inputs.len();
+    for input in inputs {
+        let days = match input.package_id {
+            Some(package) => match validity.get(&package) {
+                Some(days) => Some(*days),
+                None => {
+                    check_references(tx.conn(), tenant, Some(package), None)?;
+                    let days = validity_days(tx.conn(), tenant, package)?;
+                    validity.insert(package, days);
+                    Some(days)
+                }
+            },
+            None => None,
+        };
+        if let Some(router) = input.router_id
+            && routers.insert(router)
+        {
+            check_references(tx.conn(), tenant, None, Some(router))?;
+        }
+        let mut row = build_row(tx, cipher, tenant, input, days)?;
+        let changes = row.diff(tx, None)?;
+        row.save(tx.conn(), true).map_err(|e| match e {
+            StorageError::Sqlite(rusqlite::Error::SqliteFailure(f, _))
+                if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
+            {
+                duplicate()
+            }
+            other => other,
+        })?;
+        if let Some(key) = counts::key_of(&row) {
+            *deltas.entry(key).or_default() += 1;
+        }
+        let at = tx.now();
+        tx.audit(audit::event(
+            tenant, "customer", row.id, at, actor, "create", changes,
+        ));
+    }
+    for (key, delta) in deltas {
+        counts::add_delta(tx.conn(), tenant, &key, delta)?;
+    }
+    Ok(n)
 }
 
 /// Replaces personal data with placeholders and wipes the password; the ledger keeps its
@@ -218,14 +288,8 @@ impl Storage {
         inputs: Vec<NewCustomer>,
     ) -> Result<usize> {
         let cipher = self.cipher();
-        self.write(move |tx| {
-            let n = inputs.len();
-            for input in inputs {
-                insert_new(tx, &cipher, tenant, &actor, input)?;
-            }
-            Ok(n)
-        })
-        .await
+        self.write(move |tx| insert_bulk(tx, &cipher, tenant, &actor, inputs))
+            .await
     }
 
     /// Up to `n` live customer ids spread over the tenant (benchmarks pick targets from it).

@@ -29,6 +29,8 @@ pub struct AuthedOperator {
     pub tenant_id: Uuid,
     pub username: String,
     pub role: Role,
+    /// When the presented token expires.
+    pub token_expires_at: DateTime<Utc>,
 }
 
 fn role(text: &str) -> Result<Role> {
@@ -127,7 +129,7 @@ impl Storage {
     ) -> Result<Option<AuthedOperator>> {
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT o.id, o.tenant_id, o.username, o.role FROM auth_tokens t
+                "SELECT o.id, o.tenant_id, o.username, o.role, t.expires_at FROM auth_tokens t
                  JOIN operators o ON o.id = t.operator_id AND o.tenant_id = t.tenant_id
                  WHERE t.token_hash = ?1 AND t.revoked_at IS NULL AND t.expires_at > ?2
                    AND o.deleted_at IS NULL",
@@ -141,6 +143,7 @@ impl Storage {
                 tenant_id: parse_uuid(&row.get::<_, String>(1)?)?,
                 username: row.get(2)?,
                 role: role(&row.get::<_, String>(3)?)?,
+                token_expires_at: from_ms(row.get(4)?)?,
             }))
         })
         .await

@@ -45,6 +45,36 @@ impl Stamps {
     }
 }
 
+/// A customer row's stamps, parsed only when a write or a record needs them (lists and
+/// details never do).
+#[derive(Debug, Clone, PartialEq)]
+pub enum LazyStamps {
+    Raw(String),
+    Parsed(Stamps),
+}
+
+impl Default for LazyStamps {
+    fn default() -> Self {
+        LazyStamps::Parsed(Stamps::default())
+    }
+}
+
+impl LazyStamps {
+    pub fn into_parsed(self) -> Result<Stamps> {
+        match self {
+            LazyStamps::Raw(text) => Stamps::parse(&text),
+            LazyStamps::Parsed(stamps) => Ok(stamps),
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        match self {
+            LazyStamps::Raw(text) => text.clone(),
+            LazyStamps::Parsed(stamps) => stamps.to_json(),
+        }
+    }
+}
+
 fn lww<T>(stamps: &Stamps, field: &str, value: T) -> Option<Lww<T>> {
     Some(Lww::new(value, stamps.get(field)))
 }
@@ -57,7 +87,8 @@ impl Storage {
         let cipher = self.cipher();
         self.read(move |conn| {
             let row = CustomerRow::load(conn, tenant, id, true)?;
-            let s = &row.stamps;
+            let stamps = row.stamps.clone().into_parsed()?;
+            let s = &stamps;
             let mut r = CustomerRecord::empty(row.id, row.tenant_id);
             r.username = lww(s, "username", row.username.clone());
             if let Some(sealed) = &row.password_enc {

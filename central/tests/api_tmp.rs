@@ -1,2 +1,0 @@
-#[path = "../../tests/tests/system/central_api/mod.rs"]
-mod central_api;
