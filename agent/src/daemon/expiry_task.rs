@@ -22,9 +22,11 @@ use uuid::Uuid;
 const MAX_SLEEP: Duration = Duration::from_secs(60);
 
 pub async fn run(shared: Shared, cancel: CancellationToken) {
+    let mut last_pass: Option<DateTime<Utc>> = None;
     loop {
         let now = Utc::now();
-        let wake = match pass(&shared, now).await {
+        let since = last_pass.replace(now);
+        let wake = match pass(&shared, now, since).await {
             Ok(wake) => wake,
             Err(e) => {
                 tracing::error!(error = %e, "expiry pass failed; retrying in 5 s");
@@ -45,8 +47,13 @@ pub async fn run(shared: Shared, cancel: CancellationToken) {
     }
 }
 
-/// Renews what is due, asks for a reconcile if anything expired, and returns the next wake-up.
-async fn pass(shared: &Shared, now: DateTime<Utc>) -> anyhow::Result<Option<DateTime<Utc>>> {
+/// Renews what is due, asks for a reconcile if anything expired since the previous pass
+/// (`since`; however late this pass woke), and returns the next wake-up.
+async fn pass(
+    shared: &Shared,
+    now: DateTime<Utc>,
+    since: Option<DateTime<Utc>>,
+) -> anyhow::Result<Option<DateTime<Utc>>> {
     let synchronised = shared.config.assume_clock_synchronised || kernel_says_synchronised();
     let (inputs, clock) = shared
         .replica
@@ -82,7 +89,7 @@ async fn pass(shared: &Shared, now: DateTime<Utc>) -> anyhow::Result<Option<Date
     let expired_now = inputs.iter().any(|c| {
         !c.cut_for_other_reason
             && c.expires_at
-                .is_some_and(|at| at <= now && at > now - chrono::Duration::seconds(2))
+                .is_some_and(|at| at <= now && since.is_none_or(|since| at > since))
     });
     if expired_now {
         shared.reconcile_now.notify_one();
