@@ -93,11 +93,41 @@ impl SshServer {
         };
         match russh::server::run_stream(self.config.clone(), stream, handler).await {
             Ok(running) => {
+                // russh runs the session on its own task; when this future is dropped (the
+                // service's connections are dropped or it stops), end that task too, as a
+                // router closing the connection would.
+                let guard = DisconnectOnDrop(Some(running.handle()));
                 if let Err(e) = running.await {
                     tracing::debug!(error = %e, "ssh session ended with an error");
                 }
+                guard.defuse();
             }
             Err(e) => tracing::debug!(error = %e, "ssh handshake failed"),
+        }
+    }
+}
+
+/// Disconnects an SSH session when dropped, unless defused after the session ended by itself.
+struct DisconnectOnDrop(Option<russh::server::Handle>);
+
+impl DisconnectOnDrop {
+    fn defuse(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for DisconnectOnDrop {
+    fn drop(&mut self) {
+        if let Some(handle) = self.0.take() {
+            tokio::spawn(async move {
+                let _ = handle
+                    .disconnect(
+                        russh::Disconnect::ByApplication,
+                        "connection closed".into(),
+                        "en".into(),
+                    )
+                    .await;
+            });
         }
     }
 }

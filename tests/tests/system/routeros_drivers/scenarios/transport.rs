@@ -48,12 +48,9 @@ pub async fn reconnects_after_dropped_connection(t: T) {
     })
     .await;
     assert!(refused.is_retryable(), "{refused:?}");
-    // … and so is the existing driver, whose connection was dropped. (Not for SSH: the
-    // simulator's drop does not end russh sessions, so the old session lives on.)
-    if t != T::Ssh {
-        let e = r.identity().await.unwrap_err();
-        assert!(e.is_retryable(), "{e:?}");
-    }
+    // … and so is the existing driver, whose connection was dropped.
+    let e = r.identity().await.unwrap_err();
+    assert!(e.is_retryable(), "{e:?}");
     env.sim
         .post(&format!("/services/{svc}/start"), json!({}))
         .await;
