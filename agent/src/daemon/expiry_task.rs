@@ -2,10 +2,9 @@
 //! charges due auto-renewals and asks for an immediate reconcile, which cuts off whoever
 //! expired. Re-plans on every change. Auto-renewal runs only while the clock is trusted.
 
-use super::reconcile_task::expiry_inputs;
+use super::timekeeping::{expiry_inputs, read_clock};
 use super::{Shared, state};
-use crate::clock::kernel_says_synchronised;
-use crate::expiry::plan::{Renewal, clock_state, next_wake, renewals};
+use crate::expiry::plan::{Renewal, next_wake, renewals};
 use crate::replica::store;
 use chrono::{DateTime, Utc};
 use easyisp_protocol::audit::{AuditEvent, FieldChange};
@@ -54,17 +53,11 @@ async fn pass(
     now: DateTime<Utc>,
     since: Option<DateTime<Utc>>,
 ) -> anyhow::Result<Option<DateTime<Utc>>> {
-    let synchronised = shared.config.assume_clock_synchronised || kernel_says_synchronised();
+    let synchronised = shared.clock_synchronised();
     let (inputs, clock) = shared
         .replica
         .read(move |conn| {
-            let last_trusted = state::get_time(conn, state::LAST_TRUSTED)?;
-            let clock = clock_state(
-                synchronised,
-                now,
-                last_trusted,
-                chrono::Duration::seconds(5),
-            );
+            let (clock, _) = read_clock(conn, now, synchronised)?;
             Ok((expiry_inputs(conn, now)?, clock))
         })
         .await?;

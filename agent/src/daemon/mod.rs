@@ -10,6 +10,7 @@ mod expiry_task;
 mod reconcile_task;
 pub mod router_link;
 pub mod state;
+mod timekeeping;
 
 use crate::config::Config;
 use crate::replica::{Replica, ReplicaError};
@@ -52,6 +53,12 @@ impl Shared {
             expiry_wake: Arc::new(Notify::new()),
             kicked: Arc::default(),
         })
+    }
+
+    /// Whether the system clock may be trusted: the config says so, or the kernel reports NTP
+    /// synchronisation.
+    pub fn clock_synchronised(&self) -> bool {
+        self.config.assume_clock_synchronised || crate::clock::kernel_says_synchronised()
     }
 
     /// Tells the reconcile and expiry tasks that customers or packages changed.

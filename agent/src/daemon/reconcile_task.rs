@@ -3,11 +3,9 @@
 //! could not reach the router is retried with capped exponential backoff and jitter.
 
 use super::state::{self, LastReconcile};
+use super::timekeeping::{expiry_inputs, read_clock};
 use super::{Shared, backoff};
-use crate::clock::kernel_says_synchronised;
-use crate::expiry::plan::{
-    ExpiryInput, Gate, GateInputs, MassCutoffPolicy, RenewTerms, clock_state, gate,
-};
+use crate::expiry::plan::{Gate, GateInputs, MassCutoffPolicy, gate};
 use crate::reconcile::desired::Builder;
 use crate::reconcile::plan::Op;
 use crate::reconcile::run::{Report, reconcile};
@@ -15,7 +13,6 @@ use crate::replica::store;
 use chrono::{DateTime, Utc};
 use easyisp_protocol::envelope::ClockState;
 use easyisp_protocol::session::SessionKind;
-use std::collections::HashMap;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -81,7 +78,7 @@ async fn sleep_until_some(at: Option<Instant>) {
 /// One full pass at `now`: compute the expiry gate and the desired state from the replica,
 /// then observe, plan and apply. Records the outcome in the agent's state.
 pub async fn reconcile_once(shared: &Shared, now: DateTime<Utc>) -> anyhow::Result<Report> {
-    let synchronised = shared.config.assume_clock_synchronised || kernel_says_synchronised();
+    let synchronised = shared.clock_synchronised();
     let policy = MassCutoffPolicy {
         share_percent: shared.config.mass_cutoff_percent,
         min_customers: shared.config.mass_cutoff_min,
@@ -90,13 +87,7 @@ pub async fn reconcile_once(shared: &Shared, now: DateTime<Utc>) -> anyhow::Resu
         .replica
         .read(move |conn| {
             let inputs = expiry_inputs(conn, now)?;
-            let last_trusted = state::get_time(conn, state::LAST_TRUSTED)?;
-            let clock = clock_state(
-                synchronised,
-                now,
-                last_trusted,
-                chrono::Duration::seconds(5),
-            );
+            let (clock, last_trusted) = read_clock(conn, now, synchronised)?;
             let held_since = state::held(conn)?.map(|h| h.since);
             let gate = gate(
                 &inputs,
@@ -214,46 +205,4 @@ async fn record(
         })
         .await?;
     Ok(())
-}
-
-/// What the expiry planner needs for every customer, read in one pass.
-pub(super) fn expiry_inputs(
-    conn: &rusqlite::Connection,
-    now: DateTime<Utc>,
-) -> crate::replica::Result<Vec<ExpiryInput>> {
-    let packages: HashMap<_, _> = store::packages(conn)?
-        .into_iter()
-        .map(|p| (p.id, p))
-        .collect();
-    let mut inputs = Vec::new();
-    let mut renewing = Vec::new();
-    store::for_each_customer(conn, |c| {
-        let inputs_status = c.status_inputs();
-        let terms = c
-            .package()
-            .and_then(|id| packages.get(&id))
-            .filter(|p| !p.is_deleted())
-            .map(|p| RenewTerms {
-                price: p.price.as_ref().map(|f| f.value).unwrap_or_default(),
-                validity_days: p.validity_days.as_ref().map_or(0, |f| f.value),
-            });
-        if c.auto_renews() && c.expires().is_some_and(|at| at <= now) {
-            renewing.push(inputs.len());
-        }
-        inputs.push(ExpiryInput {
-            id: c.id,
-            expires_at: c.expires(),
-            cut_for_other_reason: c.is_deleted()
-                || inputs_status.disabled
-                || inputs_status.suspended,
-            auto_renew: c.auto_renews(),
-            renew_terms: terms,
-            wallet_balance: easyisp_protocol::Money::ZERO,
-        });
-    })?;
-    // Wallet balances only for those due a renewal: a ledger sum per customer is not free.
-    for index in renewing {
-        inputs[index].wallet_balance = store::ledger_totals(conn, inputs[index].id)?.wallet_balance;
-    }
-    Ok(inputs)
 }
