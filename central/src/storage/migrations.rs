@@ -233,6 +233,46 @@ CREATE TABLE customer_expiry_days (
 INSERT INTO customer_expiry_days (tenant_id, day, n)
     SELECT tenant_id, day, SUM(n) FROM customer_expiry_counts GROUP BY tenant_id, day;
 "#,
+    // 3: accounts of the managed MQTT broker (central itself, one per enrolled agent, read-only
+    // monitors). Only Mosquitto's PBKDF2 hash is kept; the plain password is shown once.
+    r#"
+CREATE TABLE broker_accounts (
+    username TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    tenant_id TEXT,
+    router_id TEXT,
+    password_hash TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX broker_accounts_router ON broker_accounts(router_id);
+"#,
+    // 4: sync with the agents (docs/sync.md). `sync_down` is the downstream outbox: one row per
+    // change to a router's customers, packages or ledger, written in the transaction of the
+    // change; the payload is the entity's state when the batch is built. `sync_routers` holds
+    // each router's cursors both ways, its replica epoch and its presence.
+    r#"
+CREATE TABLE sync_down (
+    router_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    change_id TEXT NOT NULL,
+    entity TEXT NOT NULL,
+    entity_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (router_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE sync_routers (
+    router_id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    down_next INTEGER NOT NULL DEFAULT 1,
+    down_acked INTEGER NOT NULL DEFAULT 0,
+    epoch TEXT,
+    up_applied INTEGER NOT NULL DEFAULT 0,
+    presence_session INTEGER NOT NULL DEFAULT 0,
+    agent_version TEXT,
+    telemetry TEXT,
+    telemetry_at INTEGER
+) WITHOUT ROWID;
+"#,
 ];
 
 /// Applies every migration newer than the database's `user_version`, each in its own
