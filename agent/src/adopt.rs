@@ -162,11 +162,18 @@ async fn adopt_one(
     let now = Utc::now();
     // Record the customer first: a router object marked for a customer the replica does not
     // know would be removed by the next reconcile. A customer of that name adopted before (an
-    // interrupted run) is reused.
+    // interrupted run) is reused; one of another router is not taken over (its objects here
+    // would be removed: the reconcile treats customers of other routers as absent).
     let id = replica
         .write(move |tx| {
             if let Some(existing) = store::customer_by_username(tx, &candidate.name)? {
-                return Ok(existing.id);
+                if existing.router() != Some(router_id) {
+                    return Ok(Err(format!(
+                        "customer {} with this username belongs to another router",
+                        existing.id
+                    )));
+                }
+                return Ok(Ok(existing.id));
             }
             let stamp = state::tick(tx, node, now)?;
             let mut record = CustomerRecord::empty(id, tenant);
@@ -219,9 +226,10 @@ async fn adopt_one(
             };
             store::enqueue(tx, &ChangeBody::Customer(Box::new(record)), now)?;
             store::enqueue(tx, &ChangeBody::Audit(audit), now)?;
-            Ok(id)
+            Ok(Ok(id))
         })
-        .await?;
+        .await?
+        .map_err(|reason| anyhow::anyhow!(reason))?;
     // Then mark the router object. Both steps are idempotent, so an interrupted adoption is
     // finished by running `adopt --apply` again.
     let marked = Text::from(marker(id));

@@ -5,6 +5,7 @@
 //! values and reports every problem at once, each naming its key and the fix.
 
 use crate::routeros::RouterUrl;
+use easyisp_mqtt::{BrokerUrl, Endpoint};
 use easyisp_protocol::Secret;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -74,6 +75,10 @@ pub struct RawAgent {
     /// machines whose kernel does not report it). Default false.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assume_clock_synchronised: Option<bool>,
+    /// Seconds between telemetry messages to central (router reachable, customers, sessions,
+    /// outbox depth, clock). Only used with a `[central]` section. Default 30.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telemetry_interval_secs: Option<u64>,
 }
 
 #[derive(Serialize, Deserialize, Clone)]
@@ -92,15 +97,18 @@ pub struct RawRouter {
     pub known_hosts: Option<PathBuf>,
 }
 
+/// Written by `enroll`. Without this section the agent runs standalone (no sync); with it,
+/// `mqtt_url` and `mqtt_password` are required, and `ca_pem` for an `mqtts://` broker.
 #[derive(Serialize, Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct RawCentral {
     /// Central's base URL, as used to enroll.
     pub url: String,
-    /// The broker agents dial, e.g. `mqtts://central.example.net:8883`.
+    /// The broker agents dial, e.g. `mqtts://central.example.net:8883` (`mqtt://` without
+    /// TLS only for tests and trusted networks).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mqtt_url: Option<String>,
-    /// The agent's broker password.
+    /// The agent's broker password (its username is `agent.router_id`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mqtt_password: Option<String>,
     /// Central's CA certificate (PEM) that signs the broker's certificate.
@@ -120,6 +128,7 @@ pub struct Config {
     pub mass_cutoff_percent: u8,
     pub mass_cutoff_min: u64,
     pub assume_clock_synchronised: bool,
+    pub telemetry_interval: Duration,
     pub router_url: RouterUrl,
     pub router_password: Secret<String>,
     pub router_timeout: Duration,
@@ -127,12 +136,11 @@ pub struct Config {
     pub central: Option<CentralConfig>,
 }
 
+/// Where central is and how to log in to its broker (username = the router id).
 #[derive(Debug, Clone)]
 pub struct CentralConfig {
     pub url: String,
-    pub mqtt_url: Option<String>,
-    pub mqtt_password: Option<Secret<String>>,
-    pub ca_pem: Option<String>,
+    pub broker: Endpoint,
 }
 
 impl Config {
@@ -199,6 +207,12 @@ impl Config {
             1,
         );
         let router_timeout = seconds("router.timeout_secs", raw.router.timeout_secs, 30, 1);
+        let telemetry_interval = seconds(
+            "agent.telemetry_interval_secs",
+            raw.agent.telemetry_interval_secs,
+            30,
+            1,
+        );
         let mass_cutoff_percent = raw.agent.mass_cutoff_percent.unwrap_or(30);
         if !(1..=100).contains(&mass_cutoff_percent) {
             problems.push(format!(
@@ -223,12 +237,10 @@ impl Config {
             .router
             .known_hosts
             .unwrap_or_else(|| data_dir.join("known_hosts"));
-        let central = raw.central.map(|c| CentralConfig {
-            url: c.url,
-            mqtt_url: c.mqtt_url,
-            mqtt_password: c.mqtt_password.map(Secret::new),
-            ca_pem: c.ca_pem,
-        });
+        let central = match raw.central {
+            Some(c) => Some(central(c, router_id?, problems)?),
+            None => None,
+        };
         Some(Config {
             path: path.to_path_buf(),
             router_id: router_id?,
@@ -239,6 +251,7 @@ impl Config {
             mass_cutoff_percent,
             mass_cutoff_min: raw.agent.mass_cutoff_min.unwrap_or(20),
             assume_clock_synchronised: raw.agent.assume_clock_synchronised.unwrap_or(false),
+            telemetry_interval,
             router_url: router_url?,
             router_password: Secret::new(raw.router.password),
             router_timeout,
@@ -248,8 +261,77 @@ impl Config {
     }
 }
 
+/// Checks the `[central]` section: a present section must say how to reach the broker.
+fn central(raw: RawCentral, router_id: Uuid, problems: &mut Vec<String>) -> Option<CentralConfig> {
+    let before = problems.len();
+    if !(raw.url.starts_with("https://") || raw.url.starts_with("http://")) {
+        problems.push(format!(
+            "central.url = {:?} is not an http(s):// URL: enroll again",
+            raw.url
+        ));
+    }
+    let url = match raw.mqtt_url.as_deref() {
+        None => {
+            problems.push(
+                "central.mqtt_url is missing (e.g. mqtts://central.example.net:8883): enroll again \
+                 or remove the [central] section to run standalone"
+                    .into(),
+            );
+            None
+        }
+        Some(text) => match text.parse::<BrokerUrl>() {
+            Ok(url) => Some(url),
+            Err(e) => {
+                problems.push(format!("central.mqtt_url: {e}"));
+                None
+            }
+        },
+    };
+    let password = raw.mqtt_password.filter(|p| !p.is_empty());
+    if password.is_none() {
+        problems.push("central.mqtt_password is missing or empty: enroll again".into());
+    }
+    match (&url, raw.ca_pem.as_deref()) {
+        (Some(url), None) if url.tls => problems.push(format!(
+            "central.ca_pem is missing: {url} uses TLS and needs central's CA certificate; enroll again"
+        )),
+        (_, Some(pem)) => {
+            if let Err(e) = easyisp_mqtt::tls_config(pem) {
+                problems.push(format!("central.ca_pem: {e}"));
+            }
+        }
+        _ => {}
+    }
+    if problems.len() > before {
+        return None;
+    }
+    Some(CentralConfig {
+        url: raw.url,
+        broker: Endpoint {
+            url: url?,
+            username: router_id.to_string(),
+            password: Secret::new(password?),
+            ca_pem: raw.ca_pem,
+        },
+    })
+}
+
 impl RawConfig {
-    /// Writes the file with mode 0600 (created so, never briefly world-readable).
+    /// Reads the file without validating it (`enroll --force` keeps the settings it does not
+    /// replace).
+    pub fn read(path: &Path) -> Result<RawConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Syntax {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Writes the file with mode 0600 (created so, never briefly world-readable), through a
+    /// temporary file and a rename, so a crash never leaves half a config behind.
     pub fn write(&self, path: &Path) -> Result<(), ConfigError> {
         let fail = |source| ConfigError::Write {
             path: path.to_path_buf(),
@@ -259,17 +341,27 @@ impl RawConfig {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(fail)?;
         }
+        let mut temp = path.as_os_str().to_owned();
+        temp.push(".tmp");
+        let temp = PathBuf::from(temp);
+        let _ = std::fs::remove_file(&temp);
         let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
+        options.write(true).create_new(true);
         #[cfg(unix)]
         {
             use std::os::unix::fs::OpenOptionsExt;
             options.mode(0o600);
         }
-        let mut file = options.open(path).map_err(fail)?;
-        std::io::Write::write_all(&mut file, text.as_bytes()).map_err(fail)?;
-        file.sync_all().map_err(fail)?;
-        Ok(())
+        let written = (|| {
+            let mut file = options.open(&temp)?;
+            std::io::Write::write_all(&mut file, text.as_bytes())?;
+            file.sync_all()?;
+            std::fs::rename(&temp, path)
+        })();
+        if written.is_err() {
+            let _ = std::fs::remove_file(&temp);
+        }
+        written.map_err(fail)
     }
 }
 
@@ -303,6 +395,7 @@ mod tests {
                 mass_cutoff_percent: None,
                 mass_cutoff_min: None,
                 assume_clock_synchronised: None,
+                telemetry_interval_secs: None,
             },
             router: RawRouter {
                 url: url.into(),
@@ -342,6 +435,38 @@ mod tests {
         assert!(err.contains("agent.router_id"), "{err}");
         assert!(err.contains("router.url"), "{err}");
         assert!(err.contains("agent.mass_cutoff_percent"), "{err}");
+    }
+
+    #[test]
+    fn a_central_section_must_say_how_to_reach_the_broker() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        let mut incomplete = raw("api://admin@127.0.0.1");
+        incomplete.central = Some(RawCentral {
+            url: "https://central.example.net".into(),
+            mqtt_url: Some("mqtts://central.example.net".into()),
+            mqtt_password: None,
+            ca_pem: None,
+        });
+        incomplete.write(&path).unwrap();
+        let err = Config::load(&path).unwrap_err().to_string();
+        assert!(err.contains("central.mqtt_password"), "{err}");
+        assert!(err.contains("central.ca_pem"), "{err}");
+
+        let mut plain = raw("api://admin@127.0.0.1");
+        plain.agent.telemetry_interval_secs = Some(5);
+        plain.central = Some(RawCentral {
+            url: "http://127.0.0.1:8080".into(),
+            mqtt_url: Some("mqtt://127.0.0.1:1883".into()),
+            mqtt_password: Some("broker-pw".into()),
+            ca_pem: None,
+        });
+        plain.write(&path).unwrap();
+        let config = Config::load(&path).unwrap();
+        assert_eq!(config.telemetry_interval, Duration::from_secs(5));
+        let central = config.central.expect("sync configured");
+        assert_eq!(central.broker.username, Uuid::from_u128(1).to_string());
+        assert!(!format!("{central:?}").contains("broker-pw"));
     }
 
     #[test]

@@ -15,8 +15,8 @@ use easyisp_protocol::Secret;
 #[derive(Debug, Parser)]
 #[command(name = "easyisp-agent", version, about, long_about = None)]
 struct Cli {
-    /// Agent configuration file (TOML, mode 0600). Default /etc/easyisp/agent.toml. Not used by
-    /// `probe`.
+    /// Agent configuration file (TOML, mode 0600). Default /etc/easyisp/agent.toml. `enroll`
+    /// writes it; `probe` does not use it.
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
 
@@ -31,13 +31,23 @@ enum Command {
     /// The password comes from the environment variable EASYISP_ROUTER_PASSWORD.
     Probe(ProbeArgs),
 
+    /// Join central: redeem a one-time enrollment token, receive the broker account and
+    /// central's CA certificate, and write the config file (mode 0600) with the router's URL
+    /// and password (from EASYISP_ROUTER_PASSWORD or a prompt). Checks the router read-only
+    /// first and warns if it does not answer. Refuses to replace an existing config without
+    /// --force.
+    Enroll(easyisp_agent::enroll::EnrollArgs),
+
     /// Run the agent: keep the router in line with the replica (reconcile on every change and
     /// in full every reconcile interval), cut customers off at the exact second they expire,
-    /// auto-renew from the wallet, and turn session counters into sessions. Stops on SIGTERM.
+    /// auto-renew from the wallet, turn session counters into sessions, and sync with central
+    /// over MQTT when the config has a [central] section (standalone otherwise). Stops on
+    /// SIGTERM.
     Run(cli::RunArgs),
 
     /// Show what the agent knows: router reachable, customers by status, active sessions,
-    /// pending changes, clock state, a held mass cut-off, the last reconcile. Changes nothing.
+    /// pending changes, clock state, a held mass cut-off, the last reconcile, and sync with
+    /// central (broker connected, applied position, last acknowledgement). Changes nothing.
     Status(cli::StatusArgs),
 
     /// List the router's PPP secrets and hotspot users that EasyISP does not own; with --apply,
@@ -65,7 +75,74 @@ fn main() -> ExitCode {
         .init();
     match cli.command {
         Command::Probe(args) => run_probe(args),
+        Command::Enroll(args) => run_enroll(cli.config.as_deref(), args),
         command => run_with_config(cli.config.as_deref(), command),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: cannot start the async runtime: {e}");
+            ExitCode::from(1)
+        })
+}
+
+fn run_enroll(
+    config: Option<&std::path::Path>,
+    args: easyisp_agent::enroll::EnrollArgs,
+) -> ExitCode {
+    let path = config.unwrap_or(std::path::Path::new(easyisp_agent::config::DEFAULT_CONFIG));
+    // Checked before asking for a password the technician would type in vain.
+    if let Err(e) = easyisp_agent::enroll::existing_config(path, args.force) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    let password = match easyisp_agent::enroll::router_password() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    match runtime.block_on(easyisp_agent::enroll::enroll(path, &args, password)) {
+        Ok(done) => {
+            if let Some(warning) = &done.router_warning {
+                eprintln!(
+                    "warning: the router did not answer with these credentials: {warning}\n\
+                     warning: the config is written anyway; fix [router] in it (or enroll again \
+                     with --force) before starting the agent"
+                );
+            }
+            let name = if done.router_name.is_empty() {
+                String::new()
+            } else {
+                format!("{:?} ", done.router_name)
+            };
+            println!("Enrolled router {name}({}).", done.router_id);
+            println!(
+                "Config written to {} (mode 0600); replica in {}.",
+                done.config.display(),
+                done.data_dir.display()
+            );
+            println!("Broker: {}", done.broker);
+            println!(
+                "Start the agent: easyisp-agent --config {} run",
+                done.config.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 
@@ -95,7 +172,7 @@ fn run_with_config(config: Option<&std::path::Path>, command: Command) -> ExitCo
             Command::Status(args) => cli::status(&config, &args).await,
             Command::Adopt(args) => cli::adopt(&config, &args).await,
             Command::ConfirmCutoff => cli::confirm_cutoff(&config).await,
-            Command::Probe(_) => Ok(()),
+            Command::Probe(_) | Command::Enroll(_) => Ok(()),
         }
     });
     match outcome {

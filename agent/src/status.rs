@@ -2,8 +2,8 @@
 //! router. Changes nothing.
 
 use crate::config::Config;
-use crate::daemon::state::{self, LastReconcile};
-use crate::replica::{Replica, store};
+use crate::daemon::state::{self, LastAck, LastReconcile, SyncLink};
+use crate::replica::{Replica, staging, store};
 use chrono::{DateTime, Utc};
 use easyisp_protocol::envelope::{ClockState, MassCutoffHold};
 use easyisp_protocol::{CustomerStatus, status_at};
@@ -27,13 +27,35 @@ pub struct StatusReport {
     pub mass_cutoff_hold: Option<MassCutoffHold>,
     pub last_reconcile: Option<LastReconcile>,
     pub last_trusted_time: Option<DateTime<Utc>>,
+    /// `None` when the config has no `[central]` section (standalone).
+    pub sync: Option<SyncReport>,
     pub replica: String,
+}
+
+/// Sync with central as the daemon last recorded it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncReport {
+    pub central: String,
+    pub broker: String,
+    /// The daemon's last recorded broker connection (absent before its first attempt).
+    pub link: Option<SyncLink>,
+    pub epoch: Option<String>,
+    /// The last change from central applied to the replica.
+    pub applied_through: u64,
+    /// The last change to central that central acknowledged.
+    pub acked_through: u64,
+    pub last_ack: Option<LastAck>,
+    /// A snapshot being received: `(chunks received, chunks in all)`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<(u32, u32)>,
 }
 
 /// Gathers the report. The router check uses a short timeout so a dead router answers fast.
 pub async fn status(config: &Config) -> anyhow::Result<StatusReport> {
     let replica = Replica::open(&config.replica_path())?;
     let now = Utc::now();
+    let router = config.router_id;
     let report = replica
         .read(move |conn| {
             let mut by_status: BTreeMap<String, u64> = CustomerStatus::ALL
@@ -42,7 +64,7 @@ pub async fn status(config: &Config) -> anyhow::Result<StatusReport> {
                 .collect();
             let mut customers = 0;
             store::for_each_customer(conn, |c| {
-                if !c.is_deleted() {
+                if !c.is_deleted() && c.router() == Some(router) {
                     customers += 1;
                     *by_status
                         .entry(status_at(c.status_inputs(), now).as_str().to_string())
@@ -58,10 +80,24 @@ pub async fn status(config: &Config) -> anyhow::Result<StatusReport> {
                 state::held(conn)?,
                 state::get_json::<LastReconcile>(conn, state::LAST_RECONCILE)?,
                 state::get_time(conn, state::LAST_TRUSTED)?,
+                sync_state(conn)?,
             ))
         })
         .await?;
-    let (customers, by_status, sessions, pending, clock, hold, last, trusted) = report;
+    let (customers, by_status, sessions, pending, clock, hold, last, trusted, sync) = report;
+    let sync = config.central.as_ref().map(|central| {
+        let (link, epoch, applied, acked, last_ack, snapshot) = sync;
+        SyncReport {
+            central: central.url.clone(),
+            broker: central.broker.url.to_string(),
+            link,
+            epoch,
+            applied_through: applied,
+            acked_through: acked,
+            last_ack,
+            snapshot,
+        }
+    });
     let mut options = crate::routeros::ConnectOptions::new(config.router_password.clone());
     options.timeout = Duration::from_secs(5);
     options.known_hosts = Some(config.known_hosts.clone());
@@ -87,8 +123,29 @@ pub async fn status(config: &Config) -> anyhow::Result<StatusReport> {
         mass_cutoff_hold: hold,
         last_reconcile: last,
         last_trusted_time: trusted,
+        sync,
         replica: config.replica_path().display().to_string(),
     })
+}
+
+type SyncState = (
+    Option<SyncLink>,
+    Option<String>,
+    u64,
+    u64,
+    Option<LastAck>,
+    Option<(u32, u32)>,
+);
+
+fn sync_state(conn: &rusqlite::Connection) -> crate::replica::Result<SyncState> {
+    Ok((
+        state::get_json(conn, state::SYNC_LINK)?,
+        store::get_state(conn, "epoch")?,
+        state::get_u64(conn, state::SYNC_DOWN_APPLIED)?,
+        state::get_u64(conn, state::SYNC_UP_ACKED)?,
+        state::get_json(conn, state::SYNC_LAST_ACK)?,
+        staging::in_progress(conn)?.map(|(_, p)| (p.received, p.count)),
+    ))
 }
 
 impl std::fmt::Display for StatusReport {
@@ -155,6 +212,52 @@ impl std::fmt::Display for StatusReport {
                     .unwrap_or_default()
             )?,
             None => writeln!(f, "last reconcile:   never")?,
+        }
+        match &self.sync {
+            None => writeln!(
+                f,
+                "sync:             not configured (standalone; `enroll` joins central)"
+            )?,
+            Some(sync) => {
+                match &sync.link {
+                    Some(link) if link.connected => writeln!(
+                        f,
+                        "sync:             connected to {} since {} (session {})",
+                        link.broker, link.since, link.session
+                    )?,
+                    Some(link) => writeln!(
+                        f,
+                        "sync:             NOT connected to {} since {}{}",
+                        link.broker,
+                        link.since,
+                        link.reason
+                            .as_ref()
+                            .map(|r| format!(": {r}"))
+                            .unwrap_or_default()
+                    )?,
+                    None => writeln!(
+                        f,
+                        "sync:             broker {} configured; the agent has not connected yet",
+                        sync.broker
+                    )?,
+                }
+                writeln!(
+                    f,
+                    "from central:     applied through change {}{}",
+                    sync.applied_through,
+                    sync.snapshot
+                        .map(|(got, of)| format!("; receiving a snapshot ({got} of {of} chunks)"))
+                        .unwrap_or_default()
+                )?;
+                match &sync.last_ack {
+                    Some(ack) => writeln!(
+                        f,
+                        "to central:       acknowledged through change {} at {}",
+                        ack.through, ack.at
+                    )?,
+                    None => writeln!(f, "to central:       nothing acknowledged yet")?,
+                }
+            }
         }
         write!(f, "replica:          {}", self.replica)
     }

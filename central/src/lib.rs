@@ -4,11 +4,15 @@
 //! Layout: `storage` is the only module that opens SQLite; `api` is the only module that
 //! speaks HTTP (errors are mapped in `api::error`); `secrets` holds the key file, the AEAD for
 //! customer passwords, operator password hashes and opaque tokens; `permissions` is the pure
-//! role → permission table; `server` wires the tasks together and shuts them down.
+//! role → permission table; `broker` runs (or points at) the MQTT broker agents sync through
+//! and owns its accounts and files; `sync` is central's side of sync with the agents over
+//! that broker (docs/sync.md); `server` wires the tasks together and shuts them down.
 
 pub mod api;
+pub mod broker;
 pub mod permissions;
 pub mod retention;
 pub mod secrets;
 pub mod server;
 pub mod storage;
+pub mod sync;

@@ -1,9 +1,10 @@
-//! The `easyisp-central` command line: `tenant add` and `serve`. The only place that uses
-//! `anyhow`; everything else returns typed errors.
+//! The `easyisp-central` command line: `tenant add`, `mqtt-monitor` and `serve`. The only
+//! place that uses `anyhow`; everything else returns typed errors.
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use easyisp_central::api::ApiConfig;
+use easyisp_central::broker::{self, BrokerMode};
 use easyisp_central::server::{ServeConfig, serve};
 use easyisp_central::storage::{Storage, StorageOptions};
 use easyisp_protocol::{Secret, validate};
@@ -17,8 +18,9 @@ use tokio_util::sync::CancellationToken;
 #[derive(Parser)]
 #[command(name = "easyisp-central", version, about, long_about = None)]
 struct Cli {
-    /// Directory of the SQLite database and the key file that encrypts customer passwords.
-    /// Created (mode 0700) with both on first start; migrations run automatically.
+    /// Directory of the SQLite database, the key file that encrypts customer passwords and
+    /// the managed MQTT broker's files (tls/, mosquitto/). Created (mode 0700) on first
+    /// start; migrations run automatically.
     #[arg(
         long,
         global = true,
@@ -49,8 +51,42 @@ enum Command {
         #[command(subcommand)]
         command: TenantCommand,
     },
-    /// Serve the REST API.
+    /// Serve the REST API and run (or connect to) the MQTT broker agents sync through.
     Serve(ServeArgs),
+    /// Manage read-only MQTT monitor accounts: they may read every site's `status` and
+    /// `telemetry` topics and nothing else (see docs/monitoring.md).
+    MqttMonitor {
+        #[command(subcommand)]
+        command: MonitorCommand,
+    },
+    /// Write a consistent copy of the database to FILE while central keeps running, and
+    /// check its integrity. Keep the data directory's key file (customer-secrets.key) and
+    /// tls/ with it: without the key the customers' passwords cannot be read back. See
+    /// docs/backup.md for restoring.
+    Backup {
+        /// The backup file to create (refused if it exists); written with mode 0600.
+        file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum MonitorCommand {
+    /// Create a monitor account, or give an existing one a new password.
+    ///
+    /// The password comes from the environment variable EASYISP_MQTT_PASSWORD (at least 12
+    /// characters); without it one is generated and printed once. A running managed broker
+    /// picks the change up at once.
+    Add {
+        /// Username: 1-64 letters, digits, _ or -; not a UUID and not easyisp-central.
+        name: String,
+    },
+    /// Delete a monitor account; its open connections are dropped.
+    Remove {
+        /// The monitor's username.
+        name: String,
+    },
+    /// List every broker account (central, monitors, agents) with its kind.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -78,10 +114,28 @@ struct ServeArgs {
     /// Address of the HTTP API listener, e.g. 127.0.0.1:8080.
     #[arg(long, value_name = "ADDR")]
     http: SocketAddr,
-    /// Address of the MQTT broker listener that central manages, e.g. 0.0.0.0:8883. Recorded
-    /// for agent sync (not served by this version).
-    #[arg(long, value_name = "ADDR")]
-    mqtt: String,
+    /// Address the managed MQTT broker listens on for agents (TLS), e.g. 0.0.0.0:8883.
+    /// Central runs Mosquitto itself with its files in DATA_DIR/mosquitto and DATA_DIR/tls.
+    /// Required unless --broker names an external broker.
+    #[arg(long, value_name = "ADDR", required_unless_present = "broker")]
+    mqtt: Option<SocketAddr>,
+    /// The broker URL enrolled agents are told to dial, e.g. mqtts://central.example.net:8883.
+    /// Default: mqtts://IP:PORT of --mqtt, or this machine's host name and the port when
+    /// --mqtt listens on every address. Its host is written into the broker's certificate.
+    #[arg(long, value_name = "URL", conflicts_with = "broker")]
+    mqtt_advertise: Option<easyisp_mqtt::BrokerUrl>,
+    /// Use an existing MQTT broker at this URL (mqtts://HOST:PORT or mqtt://HOST:PORT)
+    /// instead of running Mosquitto; agents dial the same URL. Its password comes from the
+    /// environment variable EASYISP_BROKER_PASSWORD. See docs/sync.md, "External broker".
+    #[arg(long, value_name = "URL")]
+    broker: Option<easyisp_mqtt::BrokerUrl>,
+    /// Central's username on the external broker (with --broker).
+    #[arg(long, value_name = "NAME", default_value = broker::CENTRAL_USERNAME)]
+    broker_username: String,
+    /// PEM file of the CA that signs the external broker's certificate; required for an
+    /// mqtts:// --broker, and handed to enrolled agents.
+    #[arg(long, value_name = "FILE", requires = "broker")]
+    broker_ca: Option<PathBuf>,
     /// Customer creations allowed per tenant per minute (0 = unlimited).
     #[arg(long, value_name = "N", default_value_t = 120)]
     customer_create_rate: u32,
@@ -147,6 +201,8 @@ fn main() -> anyhow::Result<()> {
                 },
         } => runtime.block_on(tenant_add(cli.data_dir, name, admin, calling_code)),
         Command::Serve(args) => runtime.block_on(run_serve(cli.data_dir, args)),
+        Command::MqttMonitor { command } => runtime.block_on(mqtt_monitor(cli.data_dir, command)),
+        Command::Backup { file } => backup(&cli.data_dir, &file),
     }
 }
 
@@ -207,7 +263,102 @@ async fn tenant_add(
     Ok(())
 }
 
+/// The broker flags as a [`BrokerMode`], with every problem reported before anything starts.
+fn broker_mode(args: &ServeArgs) -> anyhow::Result<BrokerMode> {
+    if let Some(url) = &args.broker {
+        let password = std::env::var("EASYISP_BROKER_PASSWORD").map_err(|_| {
+            anyhow::anyhow!("set EASYISP_BROKER_PASSWORD to central's password on {url}")
+        })?;
+        let ca_pem = match &args.broker_ca {
+            Some(file) => Some(
+                std::fs::read_to_string(file)
+                    .with_context(|| format!("reading --broker-ca {}", file.display()))?,
+            ),
+            None if url.tls => bail!("--broker {url} uses TLS: give its CA with --broker-ca FILE"),
+            None => None,
+        };
+        if args.broker_username.is_empty() || args.broker_username.contains(':') {
+            bail!("--broker-username must be non-empty and must not contain ':'");
+        }
+        return Ok(BrokerMode::External {
+            url: url.clone(),
+            username: args.broker_username.clone(),
+            password: Secret::new(password),
+            ca_pem,
+        });
+    }
+    // clap requires --mqtt when --broker is absent.
+    let Some(listen) = args.mqtt else {
+        bail!("give --mqtt ADDR (the managed broker's listener) or --broker URL");
+    };
+    let advertise = match &args.mqtt_advertise {
+        Some(url) if !url.tls => {
+            bail!("--mqtt-advertise {url}: the managed broker speaks TLS only; use mqtts://")
+        }
+        Some(url) => url.clone(),
+        None => broker::default_advertise(listen),
+    };
+    Ok(BrokerMode::Managed { listen, advertise })
+}
+
+async fn mqtt_monitor(data_dir: PathBuf, command: MonitorCommand) -> anyhow::Result<()> {
+    if let MonitorCommand::Add { name } | MonitorCommand::Remove { name } = &command {
+        broker::monitor::validate_name(name)
+            .map_err(|e| anyhow::anyhow!("invalid monitor name {name:?}: {e}"))?;
+    }
+    let dir = data_dir.clone();
+    let storage =
+        tokio::task::spawn_blocking(move || Storage::open(&dir, StorageOptions::default()))
+            .await?
+            .with_context(|| format!("opening the data directory {}", data_dir.display()))?;
+    let result = match command {
+        MonitorCommand::Add { name } => {
+            let password = std::env::var("EASYISP_MQTT_PASSWORD").ok().map(Secret::new);
+            broker::monitor::add(&data_dir, &storage, &name, password)
+                .await
+                .map(|added| {
+                    if added.generated {
+                        println!("{}", added.password.expose());
+                        eprintln!(
+                            "created the monitor {name}; its password is printed above, once"
+                        );
+                    } else {
+                        eprintln!("saved the monitor {name} with the password from EASYISP_MQTT_PASSWORD");
+                    }
+                    if !added.reloaded {
+                        eprintln!("no managed broker is running; it will load the account when serve starts");
+                    }
+                })
+        }
+        MonitorCommand::Remove { name } => broker::monitor::remove(&data_dir, &storage, &name)
+            .await
+            .and_then(|(removed, _)| {
+                if removed {
+                    eprintln!("removed the monitor {name}");
+                    Ok(())
+                } else {
+                    Err(broker::BrokerError::Config(format!(
+                        "there is no monitor {name:?}"
+                    )))
+                }
+            }),
+        MonitorCommand::List => broker::monitor::list(&storage).await.map(|accounts| {
+            for account in accounts {
+                println!(
+                    "{}\t{}\t{}",
+                    account.kind.as_str(),
+                    account.username,
+                    account.created_at.format("%Y-%m-%dT%H:%M:%SZ")
+                );
+            }
+        }),
+    };
+    tokio::task::spawn_blocking(move || storage.shutdown()).await?;
+    result.context("mqtt-monitor")
+}
+
 async fn run_serve(data_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
+    let broker = broker_mode(&args)?;
     let shutdown = CancellationToken::new();
     let signals = shutdown.clone();
     tokio::spawn(async move {
@@ -228,7 +379,7 @@ async fn run_serve(data_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
     let config = ServeConfig {
         data_dir,
         http: args.http,
-        mqtt: args.mqtt,
+        broker,
         api: ApiConfig {
             customer_create_per_minute: args.customer_create_rate,
             token_ttl: Duration::from_secs(args.token_ttl_hours.max(1) * 3600),
@@ -244,4 +395,18 @@ async fn run_serve(data_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
         retention_interval: Duration::from_secs(args.retention_interval_secs.max(1)),
     };
     serve(config, shutdown).await.context("serving")
+}
+
+fn backup(data_dir: &std::path::Path, file: &std::path::Path) -> anyhow::Result<()> {
+    let report = easyisp_central::storage::backup(data_dir, file)
+        .with_context(|| format!("backing up {} to {}", data_dir.display(), file.display()))?;
+    println!(
+        "wrote {} ({} bytes, schema version {}); keep {} and {} with it",
+        file.display(),
+        report.bytes,
+        report.schema_version,
+        data_dir.join(easyisp_central::secrets::KEY_FILE).display(),
+        data_dir.join("tls").display(),
+    );
+    Ok(())
 }

@@ -1,8 +1,10 @@
-//! Serving: opens storage, starts the HTTP listener and the retention job as tasks under one
-//! cancellation token, and shuts everything down on SIGTERM/SIGINT (HTTP drains, then the
-//! writer finishes its queue).
+//! Serving: opens storage, starts the MQTT broker (managed Mosquitto or an external one), then
+//! the HTTP listener and the retention job as tasks under one cancellation token, and shuts
+//! everything down on SIGTERM/SIGINT (HTTP drains, the broker stops, then the writer finishes
+//! its queue).
 
 use crate::api::{self, ApiConfig, AppState};
+use crate::broker::{Broker, BrokerConfig, BrokerMode};
 use crate::storage::{Storage, StorageOptions};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,8 +17,8 @@ use tokio_util::task::TaskTracker;
 pub struct ServeConfig {
     pub data_dir: PathBuf,
     pub http: SocketAddr,
-    /// The MQTT listener address; recorded for the sync issue, not served yet.
-    pub mqtt: String,
+    /// The broker agents sync through: a managed Mosquitto or an external broker.
+    pub broker: BrokerMode,
     pub api: ApiConfig,
     pub storage: StorageOptions,
     pub retention_days: u32,
@@ -34,6 +36,8 @@ pub enum ServeError {
     },
     #[error("HTTP server: {0}")]
     Http(std::io::Error),
+    #[error("MQTT broker: {0}")]
+    Broker(#[from] crate::broker::BrokerError),
 }
 
 /// Runs until `shutdown` is cancelled.
@@ -43,15 +47,40 @@ pub async fn serve(config: ServeConfig, shutdown: CancellationToken) -> Result<(
         tokio::task::spawn_blocking(move || Storage::open(&data_dir, config.storage.clone()))
             .await
             .map_err(|e| ServeError::Http(std::io::Error::other(e)))??;
-    let listener = tokio::net::TcpListener::bind(config.http)
-        .await
-        .map_err(|source| ServeError::Listen {
-            addr: config.http,
-            source,
-        })?;
+    let broker = match Broker::start(
+        BrokerConfig {
+            data_dir: config.data_dir.clone(),
+            mode: config.broker,
+        },
+        storage.clone(),
+    )
+    .await
+    {
+        Ok(broker) => broker,
+        Err(e) => {
+            let storage = storage.clone();
+            tokio::task::spawn_blocking(move || storage.shutdown())
+                .await
+                .ok();
+            return Err(e.into());
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(config.http).await {
+        Ok(listener) => listener,
+        Err(source) => {
+            broker.shutdown().await;
+            tokio::task::spawn_blocking(move || storage.shutdown())
+                .await
+                .ok();
+            return Err(ServeError::Listen {
+                addr: config.http,
+                source,
+            });
+        }
+    };
     let local = listener.local_addr().map_err(ServeError::Http)?;
-    tracing::info!(http = %local, mqtt = %config.mqtt, data_dir = %config.data_dir.display(),
-        "easyisp-central is serving (the MQTT listener is recorded; sync is not enabled yet)");
+    tracing::info!(http = %local, agents_dial = %broker.agent_url(), data_dir = %config.data_dir.display(),
+        "easyisp-central is serving");
     let tracker = TaskTracker::new();
     tracker.spawn(crate::retention::run(
         storage.clone(),
@@ -59,7 +88,18 @@ pub async fn serve(config: ServeConfig, shutdown: CancellationToken) -> Result<(
         config.retention_interval,
         shutdown.child_token(),
     ));
-    let app = api::router(AppState::new(storage.clone(), config.api.clone()));
+    let mut state = AppState::new(storage.clone(), broker.clone(), config.api.clone());
+    match crate::sync::start(
+        storage.clone(),
+        &broker.central_endpoint(),
+        shutdown.child_token(),
+        &tracker,
+    ) {
+        Ok(sync) => state = state.with_sync(sync),
+        Err(e) => tracing::error!(error = %e,
+            "sync with the agents cannot start: fix the broker settings and restart"),
+    }
+    let app = api::router(state);
     let http_shutdown = shutdown.child_token();
     let result = axum::serve(
         listener,
@@ -75,6 +115,7 @@ pub async fn serve(config: ServeConfig, shutdown: CancellationToken) -> Result<(
     {
         tracing::warn!("background tasks did not stop within 10 s");
     }
+    broker.shutdown().await;
     tokio::task::spawn_blocking(move || storage.shutdown())
         .await
         .ok();

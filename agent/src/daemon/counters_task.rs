@@ -63,12 +63,13 @@ async fn poll_once(
         }
     };
     let now = Utc::now();
+    let router = shared.config.router_id;
     let usernames: HashMap<String, Uuid> = shared
         .replica
-        .read(|conn| {
+        .read(move |conn| {
             let mut map = HashMap::new();
             store::for_each_customer(conn, |c| {
-                if !c.is_deleted() {
+                if !c.is_deleted() && c.router() == Some(router) {
                     map.insert(c.username().to_string(), c.id);
                 }
             })?;
@@ -111,6 +112,7 @@ async fn poll_once(
         .replica
         .write(move |tx| persist(tx, &rows, node, now))
         .await?;
+    shared.outbox_changed();
     Ok(())
 }
 

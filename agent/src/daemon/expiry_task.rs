@@ -54,11 +54,12 @@ async fn pass(
     since: Option<DateTime<Utc>>,
 ) -> anyhow::Result<Option<DateTime<Utc>>> {
     let synchronised = shared.clock_synchronised();
+    let router = shared.config.router_id;
     let (inputs, clock) = shared
         .replica
         .read(move |conn| {
             let (clock, _) = read_clock(conn, now, synchronised)?;
-            Ok((expiry_inputs(conn, now)?, clock))
+            Ok((expiry_inputs(conn, router, now)?, clock))
         })
         .await?;
     if clock == ClockState::Synchronised {
@@ -73,6 +74,7 @@ async fn pass(
                 .await?;
             tracing::info!(customers = count, "auto-renewed customers at expiry");
             shared.replica_changed();
+            shared.outbox_changed();
         }
         shared
             .replica

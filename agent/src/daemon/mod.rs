@@ -1,9 +1,10 @@
-//! `easyisp-agent run`: the daemon. One task per concern — reconcile, expiry, counters —
-//! each with a child cancellation token, all in one task tracker. On SIGTERM everything is
-//! cancelled and awaited with a deadline.
+//! `easyisp-agent run`: the daemon. One task per concern — reconcile, expiry, counters, and
+//! sync with central when the config has a `[central]` section — each with a child
+//! cancellation token, all in one task tracker. On SIGTERM everything is cancelled and awaited
+//! with a deadline.
 //!
-//! The tasks share the replica (SQLite, one writer), a lazily connected router link, and a
-//! `Notify` that wakes them when the replica changed.
+//! The tasks share the replica (SQLite, one writer), a lazily connected router link, and
+//! `Notify`s that wake them when the replica or the outbox changed.
 
 mod counters_task;
 mod expiry_task;
@@ -38,6 +39,8 @@ pub struct Shared {
     pub expiry_wake: Arc<Notify>,
     /// Sessions the reconcile dropped on purpose, so their records end with `Admin-Reset`.
     pub kicked: Arc<std::sync::Mutex<Vec<(SessionKind, String)>>>,
+    /// Notified whenever a change was queued in the outbox, so the sync publisher sends it.
+    pub outbox_grew: Arc<Notify>,
 }
 
 impl Shared {
@@ -52,6 +55,7 @@ impl Shared {
             reconcile_now: Arc::new(Notify::new()),
             expiry_wake: Arc::new(Notify::new()),
             kicked: Arc::default(),
+            outbox_grew: Arc::new(Notify::new()),
         })
     }
 
@@ -65,6 +69,11 @@ impl Shared {
     pub fn replica_changed(&self) {
         self.changed.notify_one();
         self.expiry_wake.notify_one();
+    }
+
+    /// Tells the sync publisher that the outbox has new changes for central.
+    pub fn outbox_changed(&self) {
+        self.outbox_grew.notify_one();
     }
 }
 
@@ -100,6 +109,16 @@ pub async fn run(
     tracker.spawn(reconcile_task::run(shared.clone(), shutdown.child_token()));
     tracker.spawn(expiry_task::run(shared.clone(), shutdown.child_token()));
     tracker.spawn(counters_task::run(shared.clone(), shutdown.child_token()));
+    match shared.config.central.clone() {
+        Some(central) => {
+            tracker.spawn(crate::sync::run(
+                shared.clone(),
+                central,
+                shutdown.child_token(),
+            ));
+        }
+        None => tracing::info!("no [central] section in the config: running standalone"),
+    }
     tracker.close();
     shutdown.cancelled().await;
     tracing::info!("agent stopping");

@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use easyisp_protocol::envelope::ClockState;
 use easyisp_protocol::session::SessionKind;
 use tokio::time::Instant;
+use tracing::Instrument;
 use tokio_util::sync::CancellationToken;
 
 /// Why a pass runs (for logs).
@@ -38,10 +39,15 @@ pub async fn run(shared: Shared, cancel: CancellationToken) {
             _ = shared.reconcile_now.notified() => Trigger::Expiry,
             _ = sleep_until_some(retry_at) => Trigger::Retry,
         };
+        // Instrumented, not entered: an entered span held across an await leaks into whatever
+        // else runs on this thread meanwhile (the sync task's logs showed up "in" reconciles).
         let span =
             tracing::info_span!("reconcile", router = %shared.config.router_id, trigger = ?trigger);
+        let outcome = reconcile_once(&shared, Utc::now())
+            .instrument(span.clone())
+            .await;
         let _enter = span.enter();
-        match reconcile_once(&shared, Utc::now()).await {
+        match outcome {
             Ok(report) if report.aborted.is_none() => {
                 attempt = 0;
                 retry_at = None;
@@ -83,10 +89,11 @@ pub async fn reconcile_once(shared: &Shared, now: DateTime<Utc>) -> anyhow::Resu
         share_percent: shared.config.mass_cutoff_percent,
         min_customers: shared.config.mass_cutoff_min,
     };
+    let router = shared.config.router_id;
     let (gate, packages) = shared
         .replica
         .read(move |conn| {
-            let inputs = expiry_inputs(conn, now)?;
+            let inputs = expiry_inputs(conn, router, now)?;
             let (clock, last_trusted) = read_clock(conn, now, synchronised)?;
             let held_since = state::held(conn)?.map(|h| h.since);
             let gate = gate(
@@ -108,7 +115,7 @@ pub async fn reconcile_once(shared: &Shared, now: DateTime<Utc>) -> anyhow::Resu
     let desired = shared
         .replica
         .read(move |conn| {
-            let mut builder = Builder::new(packages, builder_gate, now);
+            let mut builder = Builder::new(router, packages, builder_gate, now);
             store::for_each_customer(conn, |c| builder.add(&c))?;
             Ok(builder.finish())
         })

@@ -26,9 +26,12 @@ pub(super) fn read_clock(
     ))
 }
 
-/// What the expiry planner needs for every customer, read in one pass.
+/// What the expiry planner needs for every customer of `router`, read in one pass. Records
+/// of customers served by another router are left out: that router's agent expires and
+/// renews them.
 pub(super) fn expiry_inputs(
     conn: &rusqlite::Connection,
+    router: uuid::Uuid,
     now: DateTime<Utc>,
 ) -> crate::replica::Result<Vec<ExpiryInput>> {
     let packages: HashMap<_, _> = store::packages(conn)?
@@ -38,6 +41,9 @@ pub(super) fn expiry_inputs(
     let mut inputs = Vec::new();
     let mut renewing = Vec::new();
     store::for_each_customer(conn, |c| {
+        if c.router() != Some(router) {
+            return;
+        }
         let inputs_status = c.status_inputs();
         let terms = c
             .package()
@@ -66,4 +72,43 @@ pub(super) fn expiry_inputs(
         inputs[index].wallet_balance = store::ledger_totals(conn, inputs[index].id)?.wallet_balance;
     }
     Ok(inputs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::replica::Replica;
+    use easyisp_protocol::customer::CustomerRecord;
+    use easyisp_protocol::merge::Lww;
+    use easyisp_protocol::{Hlc, NodeId};
+    use uuid::Uuid;
+
+    #[tokio::test]
+    async fn customers_of_other_routers_are_neither_expired_nor_renewed_here() {
+        let dir = tempfile::tempdir().unwrap();
+        let replica = Replica::open(&dir.path().join("replica.db")).unwrap();
+        let (here, elsewhere) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let now = Utc::now();
+        replica
+            .write(move |tx| {
+                for (n, router) in [(10, Some(here)), (11, Some(elsewhere)), (12, None)] {
+                    let stamp = Hlc::new(1, 0, NodeId(1));
+                    let mut c = CustomerRecord::empty(Uuid::from_u128(n), Uuid::from_u128(3));
+                    c.username = Some(Lww::new(format!("c{n}"), stamp));
+                    c.router_id = Some(Lww::new(router, stamp));
+                    c.auto_renew = Some(Lww::new(true, stamp));
+                    c.expires_at = Some(Lww::new(Some(now - chrono::Duration::hours(1)), stamp));
+                    store::merge_customer(tx, &c)?;
+                }
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let inputs = replica
+            .read(move |c| expiry_inputs(c, here, now))
+            .await
+            .unwrap();
+        let ids: Vec<Uuid> = inputs.iter().map(|i| i.id).collect();
+        assert_eq!(ids, vec![Uuid::from_u128(10)]);
+    }
 }

@@ -8,6 +8,8 @@
 //! - DHCP and static customers → a simple queue on their address, and an entry in the
 //!   `easyisp-cutoff` address list while they have no access.
 //! - Soft-deleted customers and packages have no router objects.
+//! - A customer whose router (`nasId`) is not this router is absent: the replica may still hold
+//!   the record of a customer that moved away, and its objects here must go.
 
 use super::{CUTOFF_LIST, marker};
 use crate::expiry::plan::Gate;
@@ -40,6 +42,7 @@ pub struct Desired {
 /// Builds the desired state incrementally, one customer at a time, so a site of 10,000
 /// customers never holds all its records in memory at once.
 pub struct Builder {
+    router: Uuid,
     packages: HashMap<Uuid, PackageRecord>,
     gate: Gate,
     now: DateTime<Utc>,
@@ -47,7 +50,13 @@ pub struct Builder {
 }
 
 impl Builder {
-    pub fn new(packages: Vec<PackageRecord>, gate: Gate, now: DateTime<Utc>) -> Builder {
+    /// `router` is this agent's router: only its customers get objects.
+    pub fn new(
+        router: Uuid,
+        packages: Vec<PackageRecord>,
+        gate: Gate,
+        now: DateTime<Utc>,
+    ) -> Builder {
         let mut desired = Desired::default();
         let mut names = HashMap::new();
         for package in packages.iter().filter(|p| !p.is_deleted()) {
@@ -84,6 +93,7 @@ impl Builder {
         }
         let packages = packages.into_iter().map(|p| (p.id, p)).collect();
         Builder {
+            router,
             packages,
             gate,
             now,
@@ -102,6 +112,10 @@ impl Builder {
     }
 
     pub fn add(&mut self, customer: &CustomerRecord) {
+        if customer.router() != Some(self.router) {
+            // Absent, not cut off: its objects (if any) are removed like any unwanted object.
+            return;
+        }
         let username = customer.username().to_string();
         if customer.is_deleted() || username.is_empty() {
             if !username.is_empty() {

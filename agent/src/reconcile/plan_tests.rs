@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 const PACKAGE: Uuid = Uuid::from_u128(0x100);
 const TENANT: Uuid = Uuid::from_u128(1);
+const ROUTER: Uuid = Uuid::from_u128(0x200);
 
 fn now() -> DateTime<Utc> {
     Utc.timestamp_opt(1_800_000_000, 0)
@@ -40,12 +41,13 @@ fn customer(n: u128, name: &str, kind: ConnectionType) -> CustomerRecord {
     c.password = Some(Lww::new(SyncedSecret::new("Zebra-Lamp-42"), stamp()));
     c.connection_type = Some(Lww::new(kind, stamp()));
     c.package_id = Some(Lww::new(Some(PACKAGE), stamp()));
+    c.router_id = Some(Lww::new(Some(ROUTER), stamp()));
     c.expires_at = Some(Lww::new(Some(now() + chrono::Duration::days(10)), stamp()));
     c
 }
 
 fn desired(customers: &[CustomerRecord], gate: Gate) -> Desired {
-    let mut builder = Builder::new(vec![package()], gate, now());
+    let mut builder = Builder::new(ROUTER, vec![package()], gate, now());
     for c in customers {
         builder.add(c);
     }
@@ -288,6 +290,29 @@ fn a_deleted_customer_loses_its_secret_and_its_session() {
         remove.is_some() && kick.is_some() && remove < kick,
         "{ops:?}"
     );
+}
+
+#[test]
+fn a_customer_moved_to_another_router_is_absent_here() {
+    let wanted = desired(
+        &[customer(1, "alice", ConnectionType::Pppoe)],
+        Gate::open(now()),
+    );
+    let mut router = applied(&wanted);
+    router.ppp_sessions = vec![session("alice")];
+    for elsewhere in [Some(Uuid::from_u128(0x999)), None] {
+        let mut moved = customer(1, "alice", ConnectionType::Pppoe);
+        moved.router_id = Some(Lww::new(elsewhere, Hlc::new(2, 0, NodeId(1))));
+        let gone = desired(&[moved], Gate::open(now()));
+        assert!(gone.ppp_secrets.is_empty() && gone.cut_users.is_empty());
+        let ops = plan(&gone, &router).ops;
+        assert!(
+            ops.iter()
+                .any(|op| matches!(op, Op::RemovePppSecret(s) if s.name == "alice"))
+                && ops.iter().any(|op| matches!(op, Op::KickPpp { .. })),
+            "{ops:?}"
+        );
+    }
 }
 
 #[test]

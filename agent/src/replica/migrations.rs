@@ -54,6 +54,29 @@ const MIGRATIONS: &[&str] = &[
         value TEXT NOT NULL
     );
     "#,
+    // 2: sync. Which customer an outbox change concerns (a snapshot keeps a customer that
+    // still has unacknowledged local changes; a losing local write is a conflict only while
+    // central has not seen it), filled in for the rows already queued; and the staging area
+    // where snapshot chunks wait until all of them have arrived.
+    r#"
+    ALTER TABLE outbox ADD COLUMN customer_id TEXT;
+    UPDATE outbox SET customer_id = COALESCE(
+        json_extract(body, '$.customer.id'),
+        json_extract(body, '$.ledger.customerId'),
+        json_extract(body, '$.session.customerId'),
+        CASE WHEN json_extract(body, '$.audit.entity') = 'customer'
+             THEN json_extract(body, '$.audit.entityId') END
+    ) WHERE json_valid(body);
+    CREATE INDEX outbox_customer ON outbox(customer_id) WHERE customer_id IS NOT NULL;
+    CREATE TABLE snapshot_chunks (
+        snapshot_id TEXT NOT NULL,
+        idx INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        high_water INTEGER NOT NULL,
+        items TEXT NOT NULL,
+        PRIMARY KEY (snapshot_id, idx)
+    );
+    "#,
 ];
 
 pub fn apply(conn: &mut Connection) -> Result<()> {

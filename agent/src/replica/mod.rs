@@ -1,5 +1,5 @@
 //! The agent's local replica: this router's customers, packages, the ledger entries it needs,
-//! sessions, and the sync outbox, in one SQLite file.
+//! sessions, the sync outbox and the staging area of snapshots, in one SQLite file.
 //!
 //! Only this module opens SQLite. One writer thread owns the write connection and runs
 //! closures sent over a channel, each in a `BEGIN IMMEDIATE` transaction with
@@ -7,6 +7,7 @@
 //! acknowledged upstream). Reads run on blocking threads with their own read-only connections.
 
 pub mod migrations;
+pub mod staging;
 pub mod store;
 
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};

@@ -119,6 +119,49 @@ pub fn for_each_customer(conn: &Connection, mut visit: impl FnMut(CustomerRecord
     Ok(())
 }
 
+/// Every customer id in the replica (a snapshot removes the ones it does not list).
+pub fn customer_ids(conn: &Connection) -> Result<Vec<Uuid>> {
+    let mut stmt = conn.prepare_cached("SELECT id FROM customers")?;
+    let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+    rows.map(|row| {
+        let id = row?;
+        Uuid::parse_str(&id).map_err(|e| ReplicaError::Corrupt {
+            id,
+            reason: e.to_string(),
+        })
+    })
+    .collect()
+}
+
+/// Removes a customer and its ledger entries from the replica (not a soft delete: central no
+/// longer sends it to this router).
+pub fn remove_customer(conn: &Connection, id: Uuid) -> Result<()> {
+    conn.prepare_cached("DELETE FROM ledger WHERE customer_id = ?1")?
+        .execute([id.to_string()])?;
+    conn.prepare_cached("DELETE FROM customers WHERE id = ?1")?
+        .execute([id.to_string()])?;
+    Ok(())
+}
+
+/// Customers that are not deleted and belong to `router` (the replica may also hold records
+/// of customers that moved to another router).
+pub fn customer_count_for_router(conn: &Connection, router: Uuid) -> Result<u64> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT COUNT(*) FROM customers WHERE deleted = 0
+             AND json_extract(record, '$.routerId.v') = ?1",
+        )?
+        .query_row([router.to_string()], |r| r.get::<_, i64>(0))? as u64)
+}
+
+pub fn active_session_count(conn: &Connection) -> Result<u64> {
+    Ok(
+        conn.query_row("SELECT COUNT(*) FROM sessions WHERE active = 1", [], |r| {
+            r.get::<_, i64>(0)
+        })? as u64,
+    )
+}
+
 pub fn customer_count(conn: &Connection) -> Result<u64> {
     Ok(conn.query_row(
         "SELECT COUNT(*) FROM customers WHERE deleted = 0",
@@ -259,13 +302,46 @@ pub fn active_sessions(conn: &Connection) -> Result<Vec<(SessionRecord, String, 
 
 /// Appends a change to the upstream outbox; call inside the transaction of the change itself.
 pub fn enqueue(conn: &Connection, body: &ChangeBody, now: DateTime<Utc>) -> Result<u64> {
-    conn.prepare_cached("INSERT INTO outbox (id, body, created_at) VALUES (?1, ?2, ?3)")?
-        .execute(params![
-            Uuid::now_v7().to_string(),
-            to_json(body),
-            now.timestamp_millis()
-        ])?;
+    conn.prepare_cached(
+        "INSERT INTO outbox (id, body, created_at, customer_id) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![
+        Uuid::now_v7().to_string(),
+        to_json(body),
+        now.timestamp_millis(),
+        concerned_customer(body).map(|id| id.to_string()),
+    ])?;
     Ok(conn.last_insert_rowid() as u64)
+}
+
+/// The customer a change is about, if any.
+fn concerned_customer(body: &ChangeBody) -> Option<Uuid> {
+    match body {
+        ChangeBody::Customer(c) => Some(c.id),
+        ChangeBody::Ledger(e) => Some(e.customer_id),
+        ChangeBody::Session(s) => s.customer_id,
+        ChangeBody::Audit(a) if a.entity == "customer" => Some(a.entity_id),
+        ChangeBody::Audit(_) | ChangeBody::Package(_) | ChangeBody::Noop => None,
+    }
+}
+
+/// Whether the outbox still holds a change about `customer` that central has not
+/// acknowledged (acknowledged rows are deleted).
+pub fn outbox_has_customer(conn: &Connection, customer: Uuid) -> Result<bool> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM outbox WHERE customer_id = ?1 LIMIT 1")?
+        .query_row([customer.to_string()], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+/// The highest sequence number ever given to an outbox row (0 before the first).
+pub fn outbox_last_seq(conn: &Connection) -> Result<u64> {
+    let seq: Option<i64> = conn
+        .prepare_cached("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'")?
+        .query_row([], |r| r.get(0))
+        .optional()?;
+    Ok(seq.unwrap_or(0).max(0) as u64)
 }
 
 /// Up to `limit` unacknowledged changes after `after`, oldest first.

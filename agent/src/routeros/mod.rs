@@ -34,6 +34,8 @@ use tokio_util::sync::CancellationToken;
 pub use error::{Result, RouterError};
 pub use objects::*;
 pub use status::{Clock, HotspotSession, PppSession, Resources};
+/// The process-wide rustls provider (ring), also for the agent's other HTTPS clients.
+pub(crate) use tls::install_provider as install_tls_provider;
 pub use url::{RouterUrl, Transport};
 pub use value::{Id, Row, Text};
 

@@ -1,5 +1,5 @@
-//! Customer actions and sub-resources: live status, sessions, payments, recharge, expiry,
-//! package, suspend, activate, audit, restore, anonymize.
+//! Customer actions and sub-resources: live status, disconnect, sessions, payments,
+//! recharge, expiry, package, suspend, activate, audit, restore, anonymize.
 
 use super::AppState;
 use super::customers::paging;
@@ -7,13 +7,17 @@ use super::error::ApiError;
 use super::extract::{Auth, JsonBody, QueryParams, nullable, parse_id};
 use crate::permissions::Permission;
 use crate::storage::{AuditPage, LiveStatus, PaymentsPage, Recharge, SessionsPage};
+use crate::sync::CommandError;
 use axum::Json;
 use axum::extract::{Path, State};
 use chrono::{DateTime, Utc};
+use easyisp_protocol::envelope::{CommandKind, CommandOutcome};
 use easyisp_protocol::money::Money;
+use easyisp_protocol::session::{SessionView, human_ago};
 use easyisp_protocol::validate;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use std::time::Duration;
 use uuid::Uuid;
 
 #[derive(Deserialize)]
@@ -23,18 +27,124 @@ pub struct PageQuery {
     page_size: Option<String>,
 }
 
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LiveStatusQuery {
+    fresh: Option<String>,
+}
+
+/// How long `disconnect` waits for the router's agent.
+const DISCONNECT_WAIT: Duration = Duration::from_secs(5);
+/// How long `live-status?fresh=true` waits before answering from the synced sessions.
+const LIVE_STATUS_WAIT: Duration = Duration::from_secs(3);
+
+/// The synced session data; with `fresh=true`, the router's own answer when its agent gives
+/// one within 3 s (same shape either way).
 pub async fn live_status(
     State(state): State<AppState>,
     auth: Auth,
     Path(id): Path<String>,
+    QueryParams(q): QueryParams<LiveStatusQuery>,
 ) -> Result<Json<LiveStatus>, ApiError> {
     auth.require(Permission::CustomersView)?;
-    Ok(Json(
-        state
-            .storage
-            .live_status(auth.tenant(), parse_id(&id)?, Utc::now())
-            .await?,
-    ))
+    let id = parse_id(&id)?;
+    let fresh = match q.fresh.as_deref() {
+        None | Some("false") | Some("0") => false,
+        Some("true") | Some("1") | Some("") => true,
+        Some(_) => return Err(ApiError::BadRequest("fresh must be true or false".into())),
+    };
+    let synced = state
+        .storage
+        .live_status(auth.tenant(), id, Utc::now())
+        .await?;
+    if !fresh {
+        return Ok(Json(synced));
+    }
+    let router = state
+        .storage
+        .get_customer(auth.tenant(), id, Utc::now())
+        .await?
+        .nas_id;
+    let (Some(router), Some(sync)) = (router, state.sync.as_ref()) else {
+        return Ok(Json(synced));
+    };
+    let command = CommandKind::LiveStatus { customer_id: id };
+    match sync.command(router, command, LIVE_STATUS_WAIT).await {
+        Ok(CommandOutcome::LiveStatus(Some(session))) => {
+            let now = Utc::now();
+            Ok(Json(LiveStatus {
+                is_online: session.is_active(),
+                session: session.is_active().then(|| SessionView::at(&session, now)),
+                last_seen: Some(human_ago(0)),
+            }))
+        }
+        Ok(CommandOutcome::LiveStatus(None)) => Ok(Json(LiveStatus {
+            is_online: false,
+            session: None,
+            last_seen: synced.last_seen,
+        })),
+        Ok(other) => {
+            tracing::debug!(outcome = ?other, "live status fell back to synced sessions");
+            Ok(Json(synced))
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "live status fell back to synced sessions");
+            Ok(Json(synced))
+        }
+    }
+}
+
+/// Drops the customer's active session at its router now: 200 `{success: true}` once the
+/// agent confirms; 503 when the agent is offline or silent for 5 s; 409 without a router.
+pub async fn disconnect(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    auth.require(Permission::CustomersEdit)?;
+    let id = parse_id(&id)?;
+    let customer = state
+        .storage
+        .get_customer(auth.tenant(), id, Utc::now())
+        .await?;
+    let Some(router) = customer.nas_id else {
+        return Err(ApiError::Conflict {
+            field: Some("nasId".into()),
+            message: "the customer has no router (nasId) to disconnect it from".into(),
+        });
+    };
+    let Some(sync) = state.sync.as_ref() else {
+        return Err(ApiError::AgentUnavailable {
+            code: "sync_unavailable",
+            message: "sync with the routers' agents is not running on this server".into(),
+        });
+    };
+    let command = CommandKind::Disconnect { customer_id: id };
+    match sync.command(router, command, DISCONNECT_WAIT).await {
+        Ok(CommandOutcome::Done) => Ok(Json(json!({ "success": true }))),
+        Ok(CommandOutcome::Failed(reason)) => Err(ApiError::AgentFailed {
+            code: "router_command_failed",
+            message: format!("the router could not disconnect the customer: {reason}"),
+        }),
+        Ok(CommandOutcome::LiveStatus(_)) => Err(ApiError::AgentFailed {
+            code: "router_command_failed",
+            message: "the router's agent answered with something else than a disconnect result"
+                .into(),
+        }),
+        Err(CommandError::AgentOffline) => Err(ApiError::AgentUnavailable {
+            code: "agent_offline",
+            message: "the router's agent is offline; the customer cannot be disconnected now"
+                .into(),
+        }),
+        Err(CommandError::Timeout(_)) => Err(ApiError::AgentUnavailable {
+            code: "agent_timeout",
+            message: "the router's agent did not confirm the disconnect within 5 seconds".into(),
+        }),
+        Err(CommandError::NotSent) => Err(ApiError::AgentUnavailable {
+            code: "sync_unavailable",
+            message: "central cannot reach its MQTT broker; try again shortly".into(),
+        }),
+    }
 }
 
 pub async fn sessions(

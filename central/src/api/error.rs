@@ -24,6 +24,11 @@ pub enum ApiError {
     Unauthorized,
     #[error("invalid tenant, username or password")]
     BadCredentials,
+    /// Unknown, used and expired enrollment tokens all get this one answer.
+    #[error(
+        "this enrollment token is unknown, already used or expired; create a new one with POST /api/routers/:id/enroll"
+    )]
+    EnrollTokenInvalid,
     #[error("this action needs the permission {0}")]
     Forbidden(&'static str),
     #[error("not found")]
@@ -37,6 +42,12 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("too many requests: retry after {retry_after_secs} seconds")]
     RateLimited { retry_after_secs: u64 },
+    /// A router's agent cannot be reached now (offline, no answer, sync not running): 503.
+    #[error("{message}")]
+    AgentUnavailable { code: &'static str, message: String },
+    /// The router's agent answered that it could not do it: 502.
+    #[error("{message}")]
+    AgentFailed { code: &'static str, message: String },
     #[error("internal error")]
     Internal(String),
 }
@@ -72,6 +83,9 @@ impl ApiError {
             ApiError::InvalidJson(_) => (StatusCode::BAD_REQUEST, "invalid_json", None),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", None),
             ApiError::BadCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials", None),
+            ApiError::EnrollTokenInvalid => {
+                (StatusCode::UNAUTHORIZED, "enroll_token_invalid", None)
+            }
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", None),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found", None),
             ApiError::Conflict { field, .. } => {
@@ -79,6 +93,10 @@ impl ApiError {
             }
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", None),
             ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", None),
+            ApiError::AgentUnavailable { code, .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, code, None)
+            }
+            ApiError::AgentFailed { code, .. } => (StatusCode::BAD_GATEWAY, code, None),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),
         }
     }
@@ -124,6 +142,15 @@ impl From<StorageError> for ApiError {
                     message: "this already exists".into(),
                 }
             }
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::broker::BrokerError> for ApiError {
+    fn from(e: crate::broker::BrokerError) -> ApiError {
+        match e {
+            crate::broker::BrokerError::Storage(e) => e.into(),
             other => ApiError::Internal(other.to_string()),
         }
     }

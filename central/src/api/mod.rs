@@ -1,7 +1,8 @@
 //! The HTTP API (axum). Handlers live per domain (`auth`, `operators`, `packages`,
-//! `routers`, `customers`, `customer_actions`); errors become responses only in `error`.
+//! `routers`, `agents`, `customers`, `customer_actions`); errors become responses only in `error`.
 //! Every response is JSON with `X-Content-Type-Options: nosniff`; bodies over 1 MiB are 413.
 
+pub mod agents;
 pub mod auth;
 pub mod customer_actions;
 pub mod customer_input;
@@ -15,6 +16,7 @@ pub mod packages;
 pub mod routers;
 pub mod token_cache;
 
+use crate::broker::Broker;
 use crate::storage::Storage;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
@@ -62,19 +64,25 @@ impl Default for ApiConfig {
 #[derive(Clone)]
 pub struct AppState {
     pub storage: Storage,
+    /// The MQTT broker: agent accounts (enroll, revoke) and what agents are told to dial.
+    pub broker: Broker,
     pub config: Arc<ApiConfig>,
     pub user_throttle: Arc<limits::FailureThrottle>,
     pub address_throttle: Arc<limits::FailureThrottle>,
     pub create_limiter: Arc<limits::RateLimiter>,
     pub tokens: Arc<token_cache::TokenCache>,
+    /// Central's sync engine: commands to routers' agents (disconnect, live status). `None`
+    /// when sync is not running (then those endpoints answer 503).
+    pub sync: Option<crate::sync::SyncHandle>,
     calling_codes: Arc<Mutex<HashMap<Uuid, Option<String>>>>,
 }
 
 impl AppState {
-    pub fn new(storage: Storage, config: ApiConfig) -> AppState {
+    pub fn new(storage: Storage, broker: Broker, config: ApiConfig) -> AppState {
         let window = Duration::from_secs(15 * 60);
         AppState {
             storage,
+            broker,
             user_throttle: Arc::new(limits::FailureThrottle::new(
                 config.login_failures_per_user,
                 window,
@@ -85,9 +93,16 @@ impl AppState {
             )),
             create_limiter: Arc::new(limits::RateLimiter::new(config.customer_create_per_minute)),
             tokens: Arc::new(token_cache::TokenCache::default()),
+            sync: None,
             config: Arc::new(config),
             calling_codes: Arc::new(Mutex::new(HashMap::new())),
         }
+    }
+
+    /// The state with central's sync engine attached.
+    pub fn with_sync(mut self, sync: crate::sync::SyncHandle) -> AppState {
+        self.sync = Some(sync);
+        self
     }
 
     /// The tenant's default calling code (immutable, so cached).
@@ -142,6 +157,8 @@ pub fn router(state: AppState) -> Router {
                 .delete(routers::delete),
         )
         .route("/api/routers/{id}/enroll", post(routers::enroll))
+        .route("/api/routers/{id}/revoke", post(routers::revoke))
+        .route("/api/agents/enroll", post(agents::enroll))
         .route(
             "/api/customers",
             get(customers::list).post(customers::create),
@@ -153,6 +170,7 @@ pub fn router(state: AppState) -> Router {
                 .delete(customers::delete),
         )
         .route("/api/customers/{id}/live-status", get(act::live_status))
+        .route("/api/customers/{id}/disconnect", post(act::disconnect))
         .route("/api/customers/{id}/sessions", get(act::sessions))
         .route("/api/customers/{id}/payments", get(act::payments))
         .route("/api/customers/{id}/recharge", post(act::recharge))

@@ -143,6 +143,20 @@ pub const ROUTES: &[(&str, &str, &str, &str, u16)] = &[
         201,
     ),
     (
+        "post",
+        "/api/routers/{id}/revoke",
+        "Delete the router's broker account; its agent is dropped {success, revoked}",
+        "routers:manage",
+        200,
+    ),
+    (
+        "post",
+        "/api/agents/enroll",
+        "An agent redeems its enrollment token {token} -> {routerId, tenantId, routerName, mqtt {url, username, password}, caCert}; no bearer token",
+        "",
+        200,
+    ),
+    (
         "get",
         "/api/customers",
         "List customers (page, pageSize, cursor, search, status, connectionType, packageId)",
@@ -180,8 +194,15 @@ pub const ROUTES: &[(&str, &str, &str, &str, u16)] = &[
     (
         "get",
         "/api/customers/{id}/live-status",
-        "Online status and current session",
+        "Online status and current session (fresh=true asks the router's agent, up to 3 s)",
         "customers:view",
+        200,
+    ),
+    (
+        "post",
+        "/api/customers/{id}/disconnect",
+        "Drop the customer's active session at its router now {success}",
+        "pppoe:edit",
         200,
     ),
     (
@@ -281,8 +302,28 @@ pub fn build() -> Value {
                 error_response("missing, expired or revoked token"),
             );
         }
+        if *path == "/api/agents/enroll" {
+            responses.insert(
+                "401".into(),
+                error_response("enroll_token_invalid: unknown, used or expired token"),
+            );
+        }
         if !permission.is_empty() {
             responses.insert("403".into(), error_response("permission missing"));
+        }
+        if *path == "/api/customers/{id}/disconnect" {
+            responses.insert(
+                "409".into(),
+                error_response("conflict: the customer has no router"),
+            );
+            responses.insert(
+                "502".into(),
+                error_response("router_command_failed: the router could not do it"),
+            );
+            responses.insert(
+                "503".into(),
+                error_response("agent_offline, agent_timeout (5 s) or sync_unavailable"),
+            );
         }
         if path.contains("{id}") {
             responses.insert(

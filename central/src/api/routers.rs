@@ -1,4 +1,5 @@
-//! Routers CRUD (`routers:view` / `routers:manage`) and one-time enrollment tokens.
+//! Routers CRUD (`routers:view` / `routers:manage`), one-time enrollment tokens and the
+//! revocation of a router's broker account.
 
 use super::AppState;
 use super::error::ApiError;
@@ -63,12 +64,39 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(view)))
 }
 
+/// A router as the API shows it: the view plus, once its agent has connected, `sync`
+/// (`pendingChanges` not yet acknowledged by the agent, `agentVersion`, the latest
+/// `telemetry`).
+#[derive(serde::Serialize)]
+pub struct RouterWithSync {
+    #[serde(flatten)]
+    view: RouterView,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sync: Option<serde_json::Value>,
+}
+
+fn with_sync(
+    view: RouterView,
+    sync: &std::collections::HashMap<uuid::Uuid, crate::storage::sync::RouterSyncView>,
+) -> RouterWithSync {
+    let sync = sync.get(&view.id).map(|s| {
+        serde_json::json!({
+            "pendingChanges": s.pending_changes,
+            "agentVersion": s.agent_version,
+            "telemetry": s.telemetry,
+        })
+    });
+    RouterWithSync { view, sync }
+}
+
 pub async fn list(
     State(state): State<AppState>,
     auth: Auth,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     auth.require(Permission::RoutersView)?;
     let routers = state.storage.list_routers(auth.tenant()).await?;
+    let sync = state.storage.router_sync_views(auth.tenant()).await?;
+    let routers: Vec<RouterWithSync> = routers.into_iter().map(|r| with_sync(r, &sync)).collect();
     Ok(Json(
         serde_json::json!({ "total": routers.len(), "routers": routers }),
     ))
@@ -78,14 +106,14 @@ pub async fn get(
     State(state): State<AppState>,
     auth: Auth,
     Path(id): Path<String>,
-) -> Result<Json<RouterView>, ApiError> {
+) -> Result<Json<RouterWithSync>, ApiError> {
     auth.require(Permission::RoutersView)?;
-    Ok(Json(
-        state
-            .storage
-            .get_router(auth.tenant(), parse_id(&id)?)
-            .await?,
-    ))
+    let view = state
+        .storage
+        .get_router(auth.tenant(), parse_id(&id)?)
+        .await?;
+    let sync = state.storage.router_sync_views(auth.tenant()).await?;
+    Ok(Json(with_sync(view, &sync)))
 }
 
 pub async fn update(
@@ -116,11 +144,35 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     auth.require(Permission::RoutersManage)?;
+    let id = parse_id(&id)?;
     state
         .storage
-        .delete_router(auth.tenant(), auth.actor(), parse_id(&id)?)
+        .delete_router(auth.tenant(), auth.actor(), id)
         .await?;
+    // A deleted router's agent must not keep its broker account (the account files leave
+    // deleted routers out even if this step fails; it only makes the broker drop it now).
+    state.broker.revoke_agent(id).await?;
     Ok(Json(serde_json::json!({ "success": true })))
+}
+
+/// `{success, revoked}`: deletes the router's broker account and reloads the broker, which
+/// drops the agent's connection; it cannot log in again until enrolled again. `revoked` is
+/// false when the router had no account.
+pub async fn revoke(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    auth.require(Permission::RoutersManage)?;
+    let id = parse_id(&id)?;
+    let revoked = state
+        .storage
+        .revoke_agent_account(auth.tenant(), auth.actor(), id)
+        .await?;
+    state.broker.reload_accounts().await?;
+    Ok(Json(
+        serde_json::json!({ "success": true, "revoked": revoked }),
+    ))
 }
 
 /// 201 `{token, expiresAt}`: a one-time token for `easyisp-agent enroll`; only its hash is

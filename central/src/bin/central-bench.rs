@@ -253,7 +253,17 @@ async fn main() -> anyhow::Result<()> {
     let config = ServeConfig {
         data_dir: dir.clone(),
         http: addr,
-        mqtt: "127.0.0.1:1883".into(),
+        // The bench measures the HTTP API; the managed broker only has to start.
+        broker: {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port();
+            let listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+            easyisp_central::broker::BrokerMode::Managed {
+                listen,
+                advertise: easyisp_central::broker::default_advertise(listen),
+            }
+        },
         api: ApiConfig {
             customer_create_per_minute: 0,
             ..ApiConfig::default()

@@ -1,6 +1,7 @@
 //! Customer mutations. Every one goes through [`commit_change`]: stamp the changed fields,
-//! write the row, move the maintained counts, record the audit event — all inside the
-//! caller's transaction (and so with the outbox row the sync issue will add in `Tx::flush`).
+//! write the row, move the maintained counts, record the audit event and queue the
+//! downstream sync change for the customer's routers (old and new) — all inside the
+//! caller's transaction, written by `Tx::flush`.
 
 use super::customer_row::{CustomerPatch, CustomerRow, NewCustomer};
 use super::records::LazyStamps;
@@ -42,7 +43,25 @@ fn commit_change(
         action,
         changes,
     ));
+    queue_sync(tx, old, new);
     Ok(())
+}
+
+/// Queues the customer for the routers it was and is on (nothing when it has none).
+pub(super) fn queue_sync(tx: &mut Tx<'_>, old: Option<&CustomerRow>, new: &CustomerRow) {
+    let before = old.and_then(|o| o.router_id);
+    if before.is_none() && new.router_id.is_none() {
+        return;
+    }
+    for item in super::sync::outbox::customer_items(
+        new.id,
+        new.tenant_id,
+        before,
+        new.router_id,
+        old.is_some(),
+    ) {
+        tx.sync_down(item);
+    }
 }
 
 fn check_references(
@@ -223,6 +242,7 @@ fn insert_bulk(
         tx.audit(audit::event(
             tenant, "customer", row.id, at, actor, "create", changes,
         ));
+        queue_sync(tx, None, &row);
     }
     for (key, delta) in deltas {
         counts::add_delta(tx.conn(), tenant, &key, delta)?;

@@ -1,11 +1,13 @@
 //! The ledger: append-only money entries with UUIDs and optional idempotency keys. The
 //! customer row's `balance` and `total_spent` are sums of the ledger kept in the same
 //! transaction as each entry (so reads need no SUM); payments are the ledger's recharges.
+//! Each entry is queued for the customer's router in the same transaction.
 
 use super::customer_row::CustomerRow;
+use super::sync::outbox::{DownEntity, DownItem};
 use super::{Result, Storage, StorageError, actor_json, audit, from_ms, ms, new_id, parse_uuid};
 use easyisp_protocol::audit::FieldChange;
-use easyisp_protocol::ledger::{Actor, LedgerKind, Payment};
+use easyisp_protocol::ledger::{Actor, LedgerEntry, LedgerKind, Payment};
 use easyisp_protocol::merge::FieldValue;
 use easyisp_protocol::money::Money;
 use rusqlite::{OptionalExtension, params};
@@ -96,6 +98,9 @@ impl Storage {
             row.balance = new_balance;
             let at = tx.now();
             tx.audit(audit::event(tenant, "customer", customer, at, &actor, "recharge", changes));
+            if let Some(router) = row.router_id {
+                tx.sync_down(DownItem::One { router, entity: DownEntity::Ledger, id });
+            }
             Ok(RechargeOutcome { new_balance, replayed: false })
         })
         .await
@@ -175,4 +180,69 @@ impl Storage {
         })
         .await
     }
+}
+
+/// The inverse of [`Storage::ledger_kind_name`].
+pub(super) fn kind_from_name(name: &str) -> Option<LedgerKind> {
+    [
+        LedgerKind::Recharge,
+        LedgerKind::PackageCharge,
+        LedgerKind::Refund,
+        LedgerKind::Adjustment,
+    ]
+    .into_iter()
+    .find(|k| Storage::ledger_kind_name(*k) == name)
+}
+
+/// One ledger entry of `tenant`, as replicated.
+pub(super) fn entry(conn: &rusqlite::Connection, tenant: Uuid, id: Uuid) -> Result<LedgerEntry> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT customer_id, kind, amount, method, transaction_id, description, idempotency_key,
+            actor, created_at FROM ledger WHERE tenant_id = ?1 AND id = ?2",
+    )?;
+    let mut rows = stmt.query(params![tenant.to_string(), id.to_string()])?;
+    let Some(row) = rows.next()? else {
+        return Err(StorageError::NotFound);
+    };
+    let kind: String = row.get(1)?;
+    let actor: String = row.get(7)?;
+    Ok(LedgerEntry {
+        id,
+        tenant_id: tenant,
+        customer_id: parse_uuid(&row.get::<_, String>(0)?)?,
+        kind: kind_from_name(&kind)
+            .ok_or_else(|| StorageError::corrupt(format!("ledger kind {kind:?}")))?,
+        amount: Money::from_minor(row.get(2)?),
+        method: row.get(3)?,
+        transaction_id: row.get(4)?,
+        description: row.get(5)?,
+        idempotency_key: row.get(6)?,
+        actor: serde_json::from_str(&actor).map_err(StorageError::corrupt)?,
+        created_at: from_ms(row.get(8)?)?,
+    })
+}
+
+/// Inserts an entry written elsewhere (an agent's renewal) and moves the customer's balance
+/// and total spent with it. The caller has checked that neither its id nor its idempotency
+/// key is known.
+pub(super) fn insert_entry(conn: &rusqlite::Connection, entry: &LedgerEntry) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO ledger (id, tenant_id, customer_id, kind, amount, method, transaction_id,
+            description, idempotency_key, actor, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?
+    .execute(params![
+        entry.id.to_string(),
+        entry.tenant_id.to_string(),
+        entry.customer_id.to_string(),
+        Storage::ledger_kind_name(entry.kind),
+        entry.amount.minor(),
+        entry.method,
+        entry.transaction_id,
+        entry.description,
+        entry.idempotency_key,
+        actor_json(&entry.actor),
+        ms(entry.created_at),
+    ])?;
+    Ok(())
 }

@@ -273,6 +273,13 @@ CREATE TABLE sync_routers (
     telemetry_at INTEGER
 ) WITHOUT ROWID;
 "#,
+    // 5: a snapshot owed to a router's agent (decided at its birth or on a resync request)
+    // survives a restart of central until the agent acknowledges one; `sync_down` rows are
+    // read per router in seq order, which the primary key already serves.
+    r#"
+ALTER TABLE sync_routers ADD COLUMN snapshot_pending INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX sync_routers_tenant ON sync_routers(tenant_id);
+"#,
 ];
 
 /// Applies every migration newer than the database's `user_version`, each in its own

@@ -4,13 +4,15 @@
 //! - One writer thread owns the write connection and runs closures sent over a channel
 //!   (`Storage::write`), grouped into `BEGIN IMMEDIATE` transactions with one savepoint per
 //!   closure (group commit). A closure's change and its audit events commit together: the
-//!   closure records events with [`Tx::audit`], and [`Tx::flush`] writes them (and, once the
-//!   sync issue lands, the outbox rows) inside the same savepoint.
+//!   closure records events with [`Tx::audit`], and [`Tx::flush`] writes them and the
+//!   downstream sync outbox rows (`sync`) inside the same savepoint.
 //! - Reads run on a small pool of read-only connections through `spawn_blocking`
 //!   (`Storage::read`); no SQLite call ever runs on an async runtime thread.
 //! - Every query names `tenant_id`. Ids are UUIDv7 (time-ordered: inserts stay cheap).
 
 mod audit;
+mod backup;
+mod broker_accounts;
 mod counts;
 mod customer_list;
 mod customer_row;
@@ -23,10 +25,13 @@ mod pool;
 mod records;
 mod routers;
 mod sessions;
+pub mod sync;
 mod tenants;
 mod writer;
 
 pub use audit::AuditPage;
+pub use backup::{BackupReport, backup};
+pub use broker_accounts::{AccountKind, BrokerAccount, Enrolled};
 pub use customer_list::{CustomerFilter, CustomerPage, SEARCH_TOTAL_CAP};
 pub use customer_row::{CustomerPatch, NewCustomer};
 pub use ledger::{PaymentsPage, Recharge, RechargeOutcome};
@@ -117,6 +122,7 @@ pub struct Storage {
     readers: Arc<pool::ReaderPool>,
     cipher: Arc<Cipher>,
     path: Arc<PathBuf>,
+    down_signal: Arc<sync::DownSignal>,
 }
 
 impl std::fmt::Debug for Storage {
@@ -148,13 +154,15 @@ impl Storage {
         }
         configure(&conn, options.synchronous_full)?;
         migrations::apply(&mut conn)?;
-        let writer = writer::WriterHandle::start(conn)?;
+        let down_signal = Arc::new(sync::DownSignal::default());
+        let writer = writer::WriterHandle::start(conn, down_signal.clone())?;
         let readers = Arc::new(pool::ReaderPool::open(&path, options.readers.max(1))?);
         Ok(Storage {
             writer,
             readers,
             cipher,
             path: Arc::new(path),
+            down_signal,
         })
     }
 
@@ -178,6 +186,11 @@ impl Storage {
 
     pub fn cipher(&self) -> Arc<Cipher> {
         self.cipher.clone()
+    }
+
+    /// Tells the sync engine, right after each commit, which routers got downstream changes.
+    pub fn down_signal(&self) -> Arc<sync::DownSignal> {
+        self.down_signal.clone()
     }
 
     /// Stops the writer after the jobs already queued and waits for its thread.

@@ -1,6 +1,8 @@
-//! Packages (service plans): CRUD with per-field stamps and audit.
+//! Packages (service plans): CRUD with per-field stamps and audit; every change is queued
+//! for all synced routers of the tenant.
 
 use super::records::Stamps;
+use super::sync::outbox::DownItem;
 use super::{Result, Storage, StorageError, Tx, audit, from_ms, ms, new_id, parse_uuid};
 use chrono::{DateTime, Utc};
 use easyisp_protocol::audit::FieldChange;
@@ -225,6 +227,7 @@ impl Storage {
             tx.audit(audit::event(
                 tenant, "package", row.id, at, &actor, "create", changes,
             ));
+            tx.sync_down(DownItem::Package { tenant, id: row.id });
             Ok(row.view())
         })
         .await
@@ -292,6 +295,7 @@ impl Storage {
                 tx.audit(audit::event(
                     tenant, "package", id, at, &actor, "update", changes,
                 ));
+                tx.sync_down(DownItem::Package { tenant, id });
             }
             Ok(new.view())
         })
@@ -317,6 +321,7 @@ impl Storage {
             tx.audit(audit::event(
                 tenant, "package", id, at, &actor, "delete", changes,
             ));
+            tx.sync_down(DownItem::Package { tenant, id });
             Ok(())
         })
         .await

@@ -215,6 +215,13 @@ impl Storage {
             tx.conn()
                 .prepare_cached("UPDATE enroll_tokens SET used_at = ?3 WHERE tenant_id = ?1 AND router_id = ?2 AND used_at IS NULL")?
                 .execute(params![tenant.to_string(), id.to_string(), now])?;
+            // Its agent is gone for good: drop its outbox and cursors.
+            tx.conn()
+                .prepare_cached("DELETE FROM sync_down WHERE router_id = ?1")?
+                .execute([id.to_string()])?;
+            tx.conn()
+                .prepare_cached("DELETE FROM sync_routers WHERE router_id = ?1 AND tenant_id = ?2")?
+                .execute(params![id.to_string(), tenant.to_string()])?;
             let at = tx.now();
             tx.audit(audit::event(tenant, "router", id, at, &actor, "delete", Vec::new()));
             Ok(())

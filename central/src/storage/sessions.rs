@@ -137,55 +137,59 @@ impl Storage {
     }
 
     /// Inserts or merges a session reported by an agent (per-session maximum of counters).
-    /// The sync issue calls this; tests use it to simulate an agent.
+    /// Sync applies agents' sessions with [`upsert`]; tests use this to simulate an agent.
     pub async fn upsert_session(&self, record: SessionRecord) -> Result<()> {
-        self.write(move |tx| {
-            let mut stmt = tx.conn().prepare_cached(&format!("SELECT {COLUMNS} FROM sessions WHERE id = ?1 AND tenant_id = ?2"))?;
-            let mut rows = stmt.query(params![record.id.to_string(), record.tenant_id.to_string()])?;
-            let merged = match rows.next()? {
-                Some(row) => {
-                    let mut existing = read(row)?;
-                    existing.merge(&record);
-                    existing
-                }
-                None => record,
-            };
-            drop(rows);
-            let kind = match merged.kind {
-                SessionKind::Pppoe => "PPPOE",
-                SessionKind::Hotspot => "HOTSPOT",
-            };
-            tx.conn()
-                .prepare_cached(
-                    "INSERT INTO sessions (id, tenant_id, router_id, customer_id, username, kind, session_id,
-                        start_time, stop_time, input_octets, output_octets, framed_ip, mac_address,
-                        terminate_cause, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
-                     ON CONFLICT (id) DO UPDATE SET customer_id = excluded.customer_id,
-                        stop_time = excluded.stop_time, input_octets = excluded.input_octets,
-                        output_octets = excluded.output_octets, framed_ip = excluded.framed_ip,
-                        mac_address = excluded.mac_address, terminate_cause = excluded.terminate_cause,
-                        updated_at = excluded.updated_at",
-                )?
-                .execute(params![
-                    merged.id.to_string(),
-                    merged.tenant_id.to_string(),
-                    merged.router_id.to_string(),
-                    merged.customer_id.map(|c| c.to_string()),
-                    merged.username,
-                    kind,
-                    merged.session_id,
-                    ms(merged.start_time),
-                    merged.stop_time.map(ms),
-                    merged.input_octets.min(i64::MAX as u64) as i64,
-                    merged.output_octets.min(i64::MAX as u64) as i64,
-                    merged.framed_ip,
-                    merged.mac_address,
-                    merged.terminate_cause,
-                    ms(merged.updated_at),
-                ])?;
-            Ok(())
-        })
-        .await
+        self.write(move |tx| upsert(tx.conn(), record)).await
     }
+}
+
+/// Inserts a session or merges it into the stored one (per-session maximum of counters).
+pub(super) fn upsert(conn: &rusqlite::Connection, record: SessionRecord) -> Result<()> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM sessions WHERE id = ?1 AND tenant_id = ?2"
+    ))?;
+    let mut rows = stmt.query(params![record.id.to_string(), record.tenant_id.to_string()])?;
+    let merged = match rows.next()? {
+        Some(row) => {
+            let mut existing = read(row)?;
+            existing.merge(&record);
+            existing
+        }
+        None => record,
+    };
+    drop(rows);
+    let kind = match merged.kind {
+        SessionKind::Pppoe => "PPPOE",
+        SessionKind::Hotspot => "HOTSPOT",
+    };
+    conn.prepare_cached(
+        "INSERT INTO sessions (id, tenant_id, router_id, customer_id, username, kind, session_id,
+            start_time, stop_time, input_octets, output_octets, framed_ip, mac_address,
+            terminate_cause, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+         ON CONFLICT (id) DO UPDATE SET customer_id = excluded.customer_id,
+            stop_time = excluded.stop_time, input_octets = excluded.input_octets,
+            output_octets = excluded.output_octets, framed_ip = excluded.framed_ip,
+            mac_address = excluded.mac_address, terminate_cause = excluded.terminate_cause,
+            updated_at = excluded.updated_at
+         WHERE sessions.tenant_id = excluded.tenant_id",
+    )?
+    .execute(params![
+        merged.id.to_string(),
+        merged.tenant_id.to_string(),
+        merged.router_id.to_string(),
+        merged.customer_id.map(|c| c.to_string()),
+        merged.username,
+        kind,
+        merged.session_id,
+        ms(merged.start_time),
+        merged.stop_time.map(ms),
+        merged.input_octets.min(i64::MAX as u64) as i64,
+        merged.output_octets.min(i64::MAX as u64) as i64,
+        merged.framed_ip,
+        merged.mac_address,
+        merged.terminate_cause,
+        ms(merged.updated_at),
+    ])?;
+    Ok(())
 }

@@ -3,13 +3,14 @@
 //! Jobs queued together are group-committed: one `BEGIN IMMEDIATE` ... `COMMIT`, one savepoint
 //! per job so a failing job rolls back alone. Replies go out only after the commit, so a
 //! caller never sees a success that was not durable. This is the single place where a change
-//! commits together with its audit events ([`Tx::flush`]); the sync issue adds its outbox rows
-//! in `flush` as well.
+//! commits together with its audit events and its downstream sync outbox rows ([`Tx::flush`]);
+//! after a commit that wrote outbox rows the writer wakes the sync engine ([`DownSignal`]).
 
+use super::sync::outbox::{self, DownItem, DownSignal};
 use super::{Result, StorageError, audit};
 use chrono::{DateTime, Utc};
 use easyisp_protocol::audit::AuditEvent;
-use easyisp_protocol::hlc::{DEFAULT_MAX_DRIFT_MS, Hlc, HlcClock, NodeId};
+use easyisp_protocol::hlc::{ClockError, DEFAULT_MAX_DRIFT_MS, Hlc, HlcClock, NodeId};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -21,12 +22,25 @@ const MAX_GROUP: usize = 256;
 const QUEUE: usize = 4096;
 
 /// What a write closure sees: the connection inside the open transaction, the clock for field
-/// stamps, the time of the job, and the audit events to commit with it.
+/// stamps, the time of the job, and the audit events and outbox entries to commit with it.
 pub struct Tx<'c> {
     conn: &'c Connection,
     clock: &'c mut HlcClock,
     now: DateTime<Utc>,
     audit: Vec<AuditEvent>,
+    down: Vec<DownItem>,
+    /// The router whose agent sent the change being applied: it gets no echo of it.
+    no_echo: Option<uuid::Uuid>,
+    /// Routers that got `sync_down` rows from this job (filled by `flush`).
+    touched: Vec<uuid::Uuid>,
+}
+
+/// How far a job's pending audit events and outbox entries reached, to undo a part of a job
+/// (one rejected change of an upstream batch) together with its savepoint.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TxMark {
+    audit: usize,
+    down: usize,
 }
 
 impl<'c> Tx<'c> {
@@ -55,11 +69,46 @@ impl<'c> Tx<'c> {
         self.audit.last_mut()
     }
 
-    /// Writes the job's audit events (and, later, outbox rows). Called once per job by
+    /// Takes in a stamp written by another node (an agent), so later local stamps order
+    /// after it; refuses stamps too far ahead of this job's time.
+    pub fn observe(&mut self, stamp: Hlc) -> std::result::Result<(), ClockError> {
+        let wall = u64::try_from(self.now.timestamp_millis()).unwrap_or(0);
+        self.clock.observe(stamp, wall)
+    }
+
+    /// Queues a downstream change; `flush` turns it into `sync_down` rows of the routers it
+    /// affects, in this transaction.
+    pub(crate) fn sync_down(&mut self, item: DownItem) {
+        self.down.push(item);
+    }
+
+    /// The agent of `router` sent the change this job applies: no `sync_down` row for it.
+    pub(crate) fn suppress_echo(&mut self, router: uuid::Uuid) {
+        self.no_echo = Some(router);
+    }
+
+    pub(crate) fn mark(&self) -> TxMark {
+        TxMark {
+            audit: self.audit.len(),
+            down: self.down.len(),
+        }
+    }
+
+    /// Forgets the audit events and outbox entries queued after `mark`.
+    pub(crate) fn undo_to(&mut self, mark: TxMark) {
+        self.audit.truncate(mark.audit);
+        self.down.truncate(mark.down);
+    }
+
+    /// Writes the job's audit events and outbox rows. Called once per job by
     /// `Storage::write` after the closure succeeded, still inside the job's savepoint.
     fn flush(&mut self) -> Result<()> {
         for event in self.audit.drain(..) {
             audit::insert(self.conn, &event)?;
+        }
+        if !self.down.is_empty() {
+            let items = std::mem::take(&mut self.down);
+            self.touched = outbox::write(self.conn, &items, self.no_echo, self.now)?;
         }
         Ok(())
     }
@@ -102,12 +151,12 @@ pub struct WriterHandle {
 }
 
 impl WriterHandle {
-    pub fn start(conn: Connection) -> Result<WriterHandle> {
+    pub fn start(conn: Connection, signal: Arc<DownSignal>) -> Result<WriterHandle> {
         let clock = load_clock(&conn)?;
         let (sender, receiver) = mpsc::channel::<Job>(QUEUE);
         let thread = std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || run(conn, clock, receiver))
+            .spawn(move || run(conn, clock, receiver, &signal))
             .map_err(|e| StorageError::Io {
                 path: "writer thread".into(),
                 source: e,
@@ -193,7 +242,12 @@ fn now_ms() -> DateTime<Utc> {
     DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)
 }
 
-fn run(conn: Connection, mut clock: HlcClock, mut receiver: mpsc::Receiver<Job>) {
+fn run(
+    conn: Connection,
+    mut clock: HlcClock,
+    mut receiver: mpsc::Receiver<Job>,
+    signal: &DownSignal,
+) {
     while let Some(first) = receiver.blocking_recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -202,12 +256,15 @@ fn run(conn: Connection, mut clock: HlcClock, mut receiver: mpsc::Receiver<Job>)
                 Err(_) => break,
             }
         }
-        run_group(&conn, &mut clock, group);
+        run_group(&conn, &mut clock, group, signal);
     }
     tracing::debug!("storage writer stopped");
 }
 
-fn run_group(conn: &Connection, clock: &mut HlcClock, group: Vec<Job>) {
+/// Runs and commits one group; after the commit (before answering the callers) it tells the
+/// sync engine which routers got `sync_down` rows.
+fn run_group(conn: &Connection, clock: &mut HlcClock, group: Vec<Job>, signal: &DownSignal) {
+    let mut touched = Vec::new();
     let mut replies: Vec<Box<dyn Pending>> = Vec::with_capacity(group.len());
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         tracing::error!(error = %e, "could not begin a write transaction");
@@ -230,6 +287,9 @@ fn run_group(conn: &Connection, clock: &mut HlcClock, group: Vec<Job>) {
             clock,
             now: now_ms(),
             audit: Vec::new(),
+            down: Vec::new(),
+            no_echo: None,
+            touched: Vec::new(),
         };
         let reply = job(Some(&mut tx));
         if alone && reply.failed() {
@@ -239,9 +299,12 @@ fn run_group(conn: &Connection, clock: &mut HlcClock, group: Vec<Job>) {
             reply.finish(Ok(()));
             return;
         }
+        let undone = reply.failed() || (!alone && savepoint.is_err());
+        if !undone {
+            touched.append(&mut tx.touched);
+        }
         if !alone {
-            let undo = reply.failed() || savepoint.is_err();
-            let end = if undo {
+            let end = if undone {
                 "ROLLBACK TO job; RELEASE job"
             } else {
                 "RELEASE job"
@@ -260,6 +323,8 @@ fn run_group(conn: &Connection, clock: &mut HlcClock, group: Vec<Job>) {
     if let Err(e) = &commit {
         tracing::error!(error = %e, "a write transaction failed to commit; rolling back");
         let _ = conn.execute_batch("ROLLBACK");
+    } else {
+        signal.mark(touched);
     }
     for reply in replies {
         reply.finish(commit.clone());

@@ -52,9 +52,10 @@ async fn wipe(sim: &SimProcess) -> Result<()> {
 async fn bench(sim: &SimProcess, scheme: &str) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("agent.toml");
+    let router = Uuid::now_v7();
     RawConfig {
         agent: RawAgent {
-            router_id: Uuid::now_v7().to_string(),
+            router_id: router.to_string(),
             tenant_id: TENANT.to_string(),
             data_dir: Some(dir.path().join("data")),
             reconcile_interval_secs: None,
@@ -62,6 +63,7 @@ async fn bench(sim: &SimProcess, scheme: &str) -> Result<()> {
             mass_cutoff_percent: None,
             mass_cutoff_min: None,
             assume_clock_synchronised: Some(true),
+            telemetry_interval_secs: None,
         },
         router: RawRouter {
             url: sim.router_url(scheme),
@@ -97,6 +99,7 @@ async fn bench(sim: &SimProcess, scheme: &str) -> Result<()> {
                 };
                 c.connection_type = Some(Lww::new(kind, stamp));
                 c.package_id = Some(Lww::new(Some(package), stamp));
+                c.router_id = Some(Lww::new(Some(router), stamp));
                 c.expires_at = Some(Lww::new(
                     Some(Utc::now() + chrono::Duration::days(30)),
                     stamp,

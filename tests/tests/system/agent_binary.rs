@@ -56,9 +56,10 @@ async fn the_agent_converges_after_kill_9_mid_reconcile_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("agent.toml");
     let data = dir.path().join("data");
+    let router = Uuid::now_v7();
     RawConfig {
         agent: RawAgent {
-            router_id: Uuid::now_v7().to_string(),
+            router_id: router.to_string(),
             tenant_id: TENANT.to_string(),
             data_dir: Some(data.clone()),
             reconcile_interval_secs: None,
@@ -66,6 +67,7 @@ async fn the_agent_converges_after_kill_9_mid_reconcile_and_stops_on_sigterm() {
             mass_cutoff_percent: None,
             mass_cutoff_min: None,
             assume_clock_synchronised: Some(true),
+            telemetry_interval_secs: None,
         },
         router: RawRouter {
             url: sim.router_url("rest+http"),
@@ -93,6 +95,7 @@ async fn the_agent_converges_after_kill_9_mid_reconcile_and_stops_on_sigterm() {
                 c.password = Some(Lww::new(SyncedSecret::new("Zebra-Lamp-42"), stamp));
                 c.connection_type = Some(Lww::new(ConnectionType::Pppoe, stamp));
                 c.package_id = Some(Lww::new(Some(package), stamp));
+                c.router_id = Some(Lww::new(Some(router), stamp));
                 c.expires_at = Some(Lww::new(
                     Some(Utc::now() + chrono::Duration::days(5)),
                     stamp,

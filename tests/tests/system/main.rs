@@ -2,8 +2,12 @@
 
 mod agent_binary;
 mod agent_daemon;
+mod agent_sync;
 mod central_api;
+mod central_broker;
+mod central_sync;
 mod mqtt_harness;
+mod packaging;
 mod routeros_drivers;
 mod sim_api;
 mod sim_rest;

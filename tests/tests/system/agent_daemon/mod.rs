@@ -27,6 +27,8 @@ pub(super) use uuid::Uuid;
 
 pub(super) const TENANT: Uuid = Uuid::from_u128(0x7e);
 pub(super) const PACKAGE: Uuid = Uuid::from_u128(0x9a);
+/// The router every test site serves (each test has its own replica and simulator).
+pub(super) const ROUTER: Uuid = Uuid::from_u128(0x5e);
 
 pub(super) struct Site {
     _dir: tempfile::TempDir,
@@ -40,7 +42,7 @@ pub(super) async fn site(sim: &SimProcess, scheme: &str) -> Site {
     let path = dir.path().join("agent.toml");
     RawConfig {
         agent: RawAgent {
-            router_id: Uuid::now_v7().to_string(),
+            router_id: ROUTER.to_string(),
             tenant_id: TENANT.to_string(),
             data_dir: Some(dir.path().join("data")),
             reconcile_interval_secs: Some(60),
@@ -50,6 +52,7 @@ pub(super) async fn site(sim: &SimProcess, scheme: &str) -> Site {
             // This machine's kernel does not report NTP state; tests of the clock guard set
             // their own state instead.
             assume_clock_synchronised: Some(true),
+            telemetry_interval_secs: None,
         },
         router: RawRouter {
             url: sim.router_url(scheme),
@@ -96,6 +99,7 @@ pub(super) fn customer(name: &str, kind: ConnectionType, expires: DateTime<Utc>)
     c.password = Some(Lww::new(SyncedSecret::new("Zebra-Lamp-42"), s));
     c.connection_type = Some(Lww::new(kind, s));
     c.package_id = Some(Lww::new(Some(PACKAGE), s));
+    c.router_id = Some(Lww::new(Some(ROUTER), s));
     c.expires_at = Some(Lww::new(Some(expires), s));
     c
 }

@@ -58,7 +58,8 @@ pub fn central_binary() -> PathBuf {
         .expect("tests crate sits in the workspace")
         .to_path_buf();
     let sources = newest_mtime(&workspace.join("central/src"))
-        .max(newest_mtime(&workspace.join("protocol/src")));
+        .max(newest_mtime(&workspace.join("protocol/src")))
+        .max(newest_mtime(&workspace.join("mqtt/src")));
     let exe = std::env::current_exe().expect("test executable path");
     let profile_dir = exe
         .parent()
@@ -146,6 +147,8 @@ pub fn assert_no_password(value: &Value) {
 pub struct Central {
     child: Child,
     pub base: String,
+    /// The port of the managed MQTT broker (`serve --mqtt 127.0.0.1:PORT`).
+    pub mqtt_port: u16,
     pub dir: tempfile::TempDir,
     client: reqwest::Client,
     pub tenant: String,
@@ -170,11 +173,18 @@ impl Central {
     }
 
     pub async fn start_with(extra: &[&str]) -> Central {
+        Central::start_with_env(extra, &[]).await
+    }
+
+    /// Like `start_with`, with extra environment variables for `serve` (e.g.
+    /// `EASYISP_BROKER_PASSWORD` for `--broker`).
+    pub async fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Central {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().expect("temp dir");
         let data = dir.path().join("data");
         let tenant = add_tenant(&data, "acme", "admin", Some("254"));
         let port = free_port();
+        let mqtt_port = free_port();
         let mut args: Vec<String> = vec![
             "--data-dir".into(),
             data.display().to_string(),
@@ -182,13 +192,14 @@ impl Central {
             "--http".into(),
             format!("127.0.0.1:{port}"),
             "--mqtt".into(),
-            "127.0.0.1:1883".into(),
+            format!("127.0.0.1:{mqtt_port}"),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
         let log = std::fs::File::create(dir.path().join("central.log")).expect("log file");
         let child = Command::new(central_binary())
             .args(&args)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -200,6 +211,7 @@ impl Central {
         let central = Central {
             child,
             base: format!("http://127.0.0.1:{port}"),
+            mqtt_port,
             dir,
             client,
             tenant,
@@ -223,6 +235,12 @@ impl Central {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         central
+    }
+
+    /// Kills `serve` with SIGKILL (no chance to clean up) and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     pub fn data_dir(&self) -> PathBuf {

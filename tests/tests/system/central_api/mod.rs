@@ -5,7 +5,7 @@
 mod auth;
 mod customers;
 mod customers_actions;
-mod harness;
+pub(crate) mod harness;
 mod operators;
 mod packages_routers;
 mod search_paging;
