@@ -155,16 +155,9 @@ fn run_with_config(config: Option<&std::path::Path>, command: Command) -> ExitCo
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     let outcome = runtime.block_on(async {
         match command {
@@ -200,16 +193,9 @@ fn run_probe(args: ProbeArgs) -> ExitCode {
         eprintln!("error: EASYISP_ROUTER_PASSWORD is not valid UTF-8");
         return ExitCode::from(2);
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(probe::probe(&args, &url, Secret::new(password))) {
         Ok(report) => {

@@ -14,8 +14,8 @@ use chrono::{DateTime, Utc};
 use easyisp_protocol::envelope::ClockState;
 use easyisp_protocol::session::SessionKind;
 use tokio::time::Instant;
-use tracing::Instrument;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// Why a pass runs (for logs).
 #[derive(Debug, Clone, Copy)]

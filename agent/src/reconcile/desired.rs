@@ -137,6 +137,8 @@ impl Builder {
         let profile = Text::from(package.map_or("default", |p| p.package_name()));
         let password = customer
             .password_secret()
+            // An anonymised customer's wiped password arrives as "": no secret at all.
+            .filter(|s| !s.expose().is_empty())
             .map(|s| Secret::new(s.expose().to_string()));
         match customer.connection_type() {
             ConnectionType::Pppoe => {

@@ -316,6 +316,23 @@ fn a_customer_moved_to_another_router_is_absent_here() {
 }
 
 #[test]
+fn a_wiped_password_removes_the_secret() {
+    let wanted = desired(
+        &[customer(1, "alice", ConnectionType::Pppoe)],
+        Gate::open(now()),
+    );
+    let router = applied(&wanted);
+    let mut wiped = customer(1, "alice", ConnectionType::Pppoe);
+    wiped.password = Some(Lww::new(SyncedSecret::new(""), Hlc::new(2, 0, NodeId(1))));
+    let ops = plan(&desired(&[wiped], Gate::open(now())), &router).ops;
+    assert!(
+        ops.iter()
+            .any(|op| matches!(op, Op::RemovePppSecret(s) if s.name == "alice")),
+        "{ops:?}"
+    );
+}
+
+#[test]
 fn renaming_a_customer_replaces_its_secret_and_drops_the_old_session() {
     let wanted = desired(
         &[customer(1, "alice", ConnectionType::Pppoe)],

@@ -88,10 +88,10 @@ pub async fn run(
                 }
             }
         };
-        if let (true, Some(c)) = (fill_now, &client) {
-            if let Err(e) = fill(&shared, &mut window, c, router, &epoch).await {
-                tracing::error!(error = %e, "cannot read the outbox");
-            }
+        if let (true, Some(c)) = (fill_now, &client)
+            && let Err(e) = fill(&shared, &mut window, c, router, &epoch).await
+        {
+            tracing::error!(error = %e, "cannot read the outbox");
         }
     }
 }

@@ -323,8 +323,9 @@ impl CustomerRow {
         );
     }
 
-    /// Stamps every field that differs from `old` (all fields for a new row) and returns the
-    /// audit changes, old → new, with the password shown only as "changed".
+    /// Stamps every field that differs from `old` (all fields for a new row) after its
+    /// previous stamp, and returns the audit changes, old → new, with the password shown only
+    /// as "changed".
     pub fn diff(&mut self, tx: &mut Tx<'_>, old: Option<&CustomerRow>) -> Result<Vec<FieldChange>> {
         let mut stamps = std::mem::take(&mut self.stamps).into_parsed()?;
         let mut changes = Vec::new();
@@ -333,7 +334,7 @@ impl CustomerRow {
                 let before = old.map(|o| o.$f.audit_value());
                 let after = self.$f.audit_value();
                 if before.as_ref() != Some(&after) {
-                    let stamp = tx.stamp();
+                    let stamp = tx.stamp_after(stamps.get($name));
                     stamps.set($name, stamp);
                     // A new record's empty fields are not worth an audit line each.
                     if before.is_some() || !is_empty_value(&after) {
@@ -348,7 +349,7 @@ impl CustomerRow {
         }
         field!(username, "username", "username");
         if old.map(|o| &o.password_enc) != Some(&self.password_enc) {
-            let stamp = tx.stamp();
+            let stamp = tx.stamp_after(stamps.get("password"));
             stamps.set("password", stamp);
             let shown = |p: Option<&Option<Vec<u8>>>| match p {
                 Some(Some(_)) => secret_change(),

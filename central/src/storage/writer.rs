@@ -69,6 +69,20 @@ impl<'c> Tx<'c> {
         self.audit.last_mut()
     }
 
+    /// A fresh stamp for a field whose current stamp is `previous`: greater than both the
+    /// clock and `previous`, so a write at central always supersedes what a field holds, even
+    /// a stamp from an agent whose clock runs ahead (which the clock itself refuses to take).
+    pub fn stamp_after(&mut self, previous: Hlc) -> Hlc {
+        let stamp = self.stamp();
+        if stamp > previous {
+            return stamp;
+        }
+        match previous.counter.checked_add(1) {
+            Some(counter) => Hlc::new(previous.wall_ms, counter, stamp.node),
+            None => Hlc::new(previous.wall_ms + 1, 0, stamp.node),
+        }
+    }
+
     /// Takes in a stamp written by another node (an agent), so later local stamps order
     /// after it; refuses stamps too far ahead of this job's time.
     pub fn observe(&mut self, stamp: Hlc) -> std::result::Result<(), ClockError> {

@@ -106,3 +106,34 @@ pub(super) async fn send(
         Ok(Err(_)) | Err(_) => Err(CommandError::Timeout(wait)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(id: Uuid) -> CommandResult {
+        CommandResult {
+            v: PROTOCOL_VERSION,
+            id,
+            outcome: CommandOutcome::Done,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_result_reaches_its_caller_only_from_the_router_the_command_went_to() {
+        let pending = Pending::default();
+        let (id, router) = (Uuid::now_v7(), Uuid::now_v7());
+        let waiting = pending.insert(id, router);
+        assert!(
+            !pending.complete(Uuid::now_v7(), result(id)),
+            "another router"
+        );
+        assert!(
+            !pending.complete(router, result(Uuid::now_v7())),
+            "unknown id"
+        );
+        assert!(pending.complete(router, result(id)));
+        assert_eq!(waiting.await.unwrap(), CommandOutcome::Done);
+        assert!(!pending.complete(router, result(id)), "answered once");
+    }
+}

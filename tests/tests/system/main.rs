@@ -13,3 +13,4 @@ mod sim_api;
 mod sim_rest;
 mod sim_sessions;
 mod sim_ssh;
+mod sync_e2e;

@@ -3,12 +3,12 @@
 //! apply is rejected alone, then `up_applied`. The caller acks after the commit.
 //!
 //! Rules (docs/sync.md "Upstream"): customers merge per field by HLC (remote stamps observed
-//! in central's clock; an agent's losing write is an audit event `sync-conflict`; what a
-//! site changed shows in the customer's audit with the agent as actor; maintained counts
-//! follow); ledger entries are inserted if neither their id nor their idempotency key is
-//! known, moving balance and total spent; sessions keep the per-session maximum; audit
-//! events are inserted if absent. Packages, and customers of another router or tenant, are
-//! rejected.
+//! in central's clock unless too far ahead of it; an agent's losing write is an audit event
+//! `sync-conflict`; what a site changed shows in the customer's audit with the agent as
+//! actor; maintained counts follow); ledger entries are inserted if neither their id nor
+//! their idempotency key is known, moving balance and total spent; sessions keep the
+//! per-session maximum; audit events are inserted if absent. Packages, and customers of
+//! another router or tenant, are rejected.
 
 use super::agent_actor;
 use super::convert::{blank_row, changes, check_row, lost_writes, write_into_row};
@@ -118,6 +118,8 @@ struct Ctx {
     tenant: Uuid,
     actor: Actor,
     cipher: Arc<Cipher>,
+    /// Set when a stamp of this batch was too far ahead of central's clock.
+    clock_ahead: std::cell::Cell<Option<String>>,
 }
 
 impl Storage {
@@ -172,6 +174,7 @@ fn apply_batch(
         tenant,
         actor: agent_actor(router, &name),
         cipher,
+        clock_ahead: std::cell::Cell::new(None),
     };
     let (mut done, mut duplicates, mut rejected) = (0, 0, Vec::new());
     for (index, raw) in batch.changes.into_iter().enumerate() {
@@ -214,6 +217,10 @@ fn apply_batch(
                 }
             }
         }
+    }
+    if let Some(problem) = ctx.clock_ahead.take() {
+        tracing::warn!(%router, %problem,
+            "the agent's clock runs ahead of central's; its stamps are kept, central's clock is not moved");
     }
     tx.conn()
         .prepare_cached("UPDATE sync_routers SET up_applied = ?2 WHERE router_id = ?1")?
@@ -273,8 +280,13 @@ fn apply_customer(
     {
         return reject("a site cannot move a customer to another router");
     }
-    if let Some(stamp) = incoming.max_stamp() {
-        tx.observe(stamp).or_else(|e| reject(e.to_string()))?;
+    if let Some(stamp) = incoming.max_stamp()
+        && let Err(e) = tx.observe(stamp)
+    {
+        // The agent's clock runs ahead. Its write is kept (rejecting it would leave the two
+        // sides apart for good: the agent keeps its newer stamp), but central's clock does not
+        // jump; central's next edit of the field is stamped after it and wins everywhere.
+        ctx.clock_ahead.set(Some(e.to_string()));
     }
     match CustomerRow::load(tx.conn(), ctx.tenant, incoming.id, true) {
         Ok(row) => merge_customer(tx, ctx, row, incoming),

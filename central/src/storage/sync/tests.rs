@@ -747,3 +747,46 @@ async fn upstream_sessions_keep_the_maximum_and_adopted_customers_are_created() 
         "{outcome:?}"
     );
 }
+
+#[tokio::test]
+async fn a_stamp_from_a_clock_hours_ahead_is_kept_and_a_later_central_edit_still_wins() {
+    let f = fixture().await;
+    let router = f.synced_router("Skewed").await;
+    let kim = f.customer("kim", Some(router)).await;
+    let ahead = site_stamp(3 * 3600 * 1000);
+    let renewed = Utc::now() + chrono::Duration::days(30);
+    let mut edit = site_record(f.tenant, kim);
+    edit.expires_at = Some(Lww::new(Some(renewed), ahead));
+    let outcome = f
+        .apply(
+            router,
+            1,
+            vec![change(1, ChangeBody::Customer(Box::new(edit)))],
+        )
+        .await;
+    assert!(
+        matches!(&outcome, UpOutcome::Applied { applied: 1, rejected, .. } if rejected.is_empty()),
+        "{outcome:?}"
+    );
+    // Central's clock did not jump three hours...
+    let other = f.customer("lee", Some(router)).await;
+    let lee = f
+        .storage
+        .load_customer_record(f.tenant, other)
+        .await
+        .unwrap();
+    assert!(lee.max_stamp().unwrap() < ahead);
+    // ...yet the operator's next edit of the field is stamped after the agent's and wins.
+    let target = Utc::now() + chrono::Duration::days(10);
+    let target = chrono::DateTime::from_timestamp_millis(target.timestamp_millis()).unwrap();
+    f.storage
+        .change_customer(f.tenant, system_actor("op"), kim, "expiry", move |p| {
+            p.expires_at = Some(Some(target))
+        })
+        .await
+        .unwrap();
+    let record = f.storage.load_customer_record(f.tenant, kim).await.unwrap();
+    let field = record.expires_at.unwrap();
+    assert_eq!(field.value, Some(target));
+    assert!(field.stamp > ahead);
+}

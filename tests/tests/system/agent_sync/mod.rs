@@ -206,12 +206,15 @@ impl Site {
     }
 }
 
+/// Every message the agent published, with its topic kind, in arrival order.
+type Seen = Arc<Mutex<Vec<(SiteTopic, Vec<u8>)>>>;
+
 /// Central's side, played by the test: publishes envelopes and records everything the agent
 /// publishes on its subtree.
 pub(super) struct Central {
     client: AsyncClient,
     router: Uuid,
-    seen: Arc<Mutex<Vec<(SiteTopic, Vec<u8>)>>>,
+    seen: Seen,
     _stop: tokio_util::sync::DropGuard,
 }
 
@@ -241,7 +244,7 @@ impl Central {
         })
         .await;
         assert_eq!(connected, Ok(true), "central's test client connects");
-        let seen: Arc<Mutex<Vec<(SiteTopic, Vec<u8>)>>> = Arc::default();
+        let seen: Seen = Arc::default();
         let sink = seen.clone();
         let mut events = link.events;
         tokio::spawn(async move {

@@ -146,6 +146,9 @@ pub fn assert_no_password(value: &Value) {
 
 pub struct Central {
     child: Child,
+    /// `serve`'s arguments and extra environment, to restart it the same way.
+    args: Vec<String>,
+    env: Vec<(String, String)>,
     pub base: String,
     /// The port of the managed MQTT broker (`serve --mqtt 127.0.0.1:PORT`).
     pub mqtt_port: u16,
@@ -159,6 +162,23 @@ impl Drop for Central {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `easyisp-central serve ARGS`, its stderr appended to `central.log` in `dir`.
+fn spawn_serve(dir: &Path, args: &[String], env: &[(String, String)]) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("central.log"))
+        .expect("log file");
+    Command::new(central_binary())
+        .args(args)
+        .env("RUST_LOG", "info")
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn easyisp-central serve")
 }
 
 fn free_port() -> u16 {
@@ -195,52 +215,64 @@ impl Central {
             format!("127.0.0.1:{mqtt_port}"),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
-        let log = std::fs::File::create(dir.path().join("central.log")).expect("log file");
-        let child = Command::new(central_binary())
-            .args(&args)
-            .env("RUST_LOG", "info")
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn easyisp-central serve");
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let child = spawn_serve(dir.path(), &args, &env);
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(20))
             .build()
             .expect("http client");
         let central = Central {
             child,
+            args,
+            env,
             base: format!("http://127.0.0.1:{port}"),
             mqtt_port,
             dir,
             client,
             tenant,
         };
+        central.wait_healthy().await;
+        central
+    }
+
+    async fn wait_healthy(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(r) = central
+            if let Ok(r) = self
                 .client
-                .get(format!("{}/api/health", central.base))
+                .get(format!("{}/api/health", self.base))
                 .send()
                 .await
                 && r.status().is_success()
             {
-                break;
+                return;
             }
             assert!(
                 Instant::now() < deadline,
                 "central did not become healthy: {}",
-                central.log()
+                self.log()
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        central
     }
 
     /// Kills `serve` with SIGKILL (no chance to clean up) and reaps it.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Starts `serve` again with the same arguments and data directory (after [`kill`]);
+    /// its log continues in the same file.
+    ///
+    /// [`kill`]: Central::kill
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.child = spawn_serve(self.dir.path(), &self.args, &self.env);
+        self.wait_healthy().await;
     }
 
     pub fn data_dir(&self) -> PathBuf {

@@ -84,7 +84,9 @@ async fn difference(pop: &Pop) -> Option<String> {
     let (replica, sums) = replica(pop);
     let live: Vec<&String> = replica
         .iter()
-        .filter(|(_, r)| !r.is_deleted() && r.router().map(|u| u.to_string()) == Some(pop.router.clone()))
+        .filter(|(_, r)| {
+            !r.is_deleted() && r.router().map(|u| u.to_string()) == Some(pop.router.clone())
+        })
         .map(|(id, _)| id)
         .collect();
     if live.len() != central.len() {
@@ -99,10 +101,26 @@ async fn difference(pop: &Pop) -> Option<String> {
             return Some(format!("{id} missing from the replica"));
         };
         let pairs: [(&str, Option<String>, Option<String>); 8] = [
-            ("username", opt_text(&c["username"]), Some(r.username().to_string())),
-            ("name", opt_text(&c["name"]), r.name.as_ref().map(|l| l.v.clone())),
-            ("phone", opt_text(&c["phone"]), r.phone.as_ref().and_then(|l| l.v.clone())),
-            ("packageId", opt_text(&c["packageId"]), r.package().map(|u| u.to_string())),
+            (
+                "username",
+                opt_text(&c["username"]),
+                Some(r.username().to_string()),
+            ),
+            (
+                "name",
+                opt_text(&c["name"]),
+                r.name.as_ref().map(|l| l.value.clone()),
+            ),
+            (
+                "phone",
+                opt_text(&c["phone"]),
+                r.phone.as_ref().and_then(|l| l.value.clone()),
+            ),
+            (
+                "packageId",
+                opt_text(&c["packageId"]),
+                r.package().map(|u| u.to_string()),
+            ),
             (
                 "expiresAt",
                 c["expiresAt"]
@@ -114,9 +132,13 @@ async fn difference(pop: &Pop) -> Option<String> {
             (
                 "suspended",
                 Some((c["status"] == "suspended").to_string()),
-                Some(r.suspended.as_ref().is_some_and(|l| l.v).to_string()),
+                Some(r.suspended.as_ref().is_some_and(|l| l.value).to_string()),
             ),
-            ("lastIp", opt_text(&c["lastIp"]), r.last_ip.as_ref().and_then(|l| l.v.clone())),
+            (
+                "lastIp",
+                opt_text(&c["lastIp"]),
+                r.last_ip.as_ref().and_then(|l| l.value.clone()),
+            ),
             (
                 "autoRenew",
                 Some(c["autoRenew"].as_bool().unwrap_or(false).to_string()),
@@ -133,7 +155,9 @@ async fn difference(pop: &Pop) -> Option<String> {
         let balance = c["walletBalance"].as_f64().unwrap_or(0.0);
         let site = *sums.get(id).unwrap_or(&0) as f64 / 100.0;
         if (balance - site).abs() > 0.001 {
-            return Some(format!("{id} balance: central {balance}, replica ledger {site}"));
+            return Some(format!(
+                "{id} balance: central {balance}, replica ledger {site}"
+            ));
         }
     }
     None
@@ -219,7 +243,11 @@ async fn the_broker_killed_and_restarted_by_central_loses_nothing() {
         pop.secret("br000").await.is_some()
     })
     .await;
-    let pid_file = pop.central.data_dir().join("mosquitto").join("mosquitto.pid");
+    let pid_file = pop
+        .central
+        .data_dir()
+        .join("mosquitto")
+        .join("mosquitto.pid");
     let pid = std::fs::read_to_string(&pid_file).expect("broker pid file");
     let status = std::process::Command::new("kill")
         .args(["-9", pid.trim()])
@@ -356,7 +384,10 @@ async fn duplicated_and_reordered_deliveries_are_applied_once() {
             keep_alive: Duration::from_secs(30),
             will: None,
             subscriptions: vec![
-                (format!("{site}/down/changes"), easyisp_mqtt::QoS::AtLeastOnce),
+                (
+                    format!("{site}/down/changes"),
+                    easyisp_mqtt::QoS::AtLeastOnce,
+                ),
                 (format!("{site}/up/changes"), easyisp_mqtt::QoS::AtLeastOnce),
             ],
         },
@@ -397,7 +428,12 @@ async fn duplicated_and_reordered_deliveries_are_applied_once() {
     // Every batch again, newest first: duplicates, and out of order.
     for (topic, payload) in captured.iter().rev() {
         link.client
-            .publish(topic.clone(), easyisp_mqtt::QoS::AtLeastOnce, false, payload.clone())
+            .publish(
+                topic.clone(),
+                easyisp_mqtt::QoS::AtLeastOnce,
+                false,
+                payload.clone(),
+            )
             .await
             .expect("replayed");
     }
@@ -405,7 +441,7 @@ async fn duplicated_and_reordered_deliveries_are_applied_once() {
     recharge(&pop, &id, 300).await;
     assert_converged(&pop).await;
     for (_, c) in central_customers(&pop).await {
-        assert_eq!(c["walletBalance"].as_f64(), Some(3.0), "{c}");
+        assert_eq!(c["walletBalance"].as_f64(), Some(300.0), "{c}");
     }
     cancel.cancel();
 }
@@ -429,8 +465,13 @@ async fn an_agent_clock_hours_ahead_cannot_override_later_edits_at_central() {
     pop.kill_agent().await;
     pop.spawn_agent_skewed("+3h", &[]);
     pop.wait_for("the renewal at central", CONVERGE, || async {
-        let r = pop.central.get(&format!("/api/customers/{id}"), &pop.token).await;
-        r.body["walletBalance"].as_f64().is_some_and(|b| b < 50.0)
+        let r = pop
+            .central
+            .get(&format!("/api/customers/{id}"), &pop.token)
+            .await;
+        r.body["walletBalance"]
+            .as_f64()
+            .is_some_and(|b| b < 5_000.0)
     })
     .await;
     // The operator then sets the expiry: it must win on both sides.
@@ -447,7 +488,10 @@ async fn an_agent_clock_hours_ahead_cannot_override_later_edits_at_central() {
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_converged(&pop).await;
-    let r = pop.central.get(&format!("/api/customers/{id}"), &pop.token).await;
+    let r = pop
+        .central
+        .get(&format!("/api/customers/{id}"), &pop.token)
+        .await;
     let expires = chrono::DateTime::parse_from_rfc3339(r.body["expiresAt"].as_str().unwrap())
         .unwrap()
         .format("%Y-%m-%dT%H:%M:%SZ")
