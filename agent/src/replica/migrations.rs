@@ -96,3 +96,36 @@ pub fn apply(conn: &mut Connection) -> Result<()> {
 pub fn known() -> usize {
     MIGRATIONS.len()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_queued_before_the_sync_migration_name_their_customer() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        let customer = "0190a000-0000-7000-8000-000000000001";
+        let body = format!(r#"{{"customer":{{"id":"{customer}","tenantId":"{customer}"}}}}"#);
+        conn.execute(
+            "INSERT INTO outbox (id, body, created_at) VALUES ('a', ?1, 0), ('b', '\"noop\"', 0)",
+            [&body],
+        )
+        .unwrap();
+        apply(&mut conn).unwrap();
+        let ids: Vec<Option<String>> = conn
+            .prepare("SELECT customer_id FROM outbox ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<std::result::Result<_, _>>()
+            .unwrap();
+        assert_eq!(ids, vec![Some(customer.to_string()), None]);
+        assert_eq!(
+            conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
+                .unwrap() as usize,
+            known()
+        );
+    }
+}

@@ -119,8 +119,18 @@ pub async fn run(shared: Shared, central: CentralConfig, cancel: CancellationTok
             event = connection.link.events.recv() => match event {
                 Some(LinkEvent::Connected) => sync.connected(&mut connection).await,
                 Some(LinkEvent::Disconnected { reason }) => {
-                    if let Some(next) = sync.disconnected(&mut connection, reason).await {
-                        connection = next;
+                    if sync.disconnected(&mut connection, reason).await {
+                        // A new connection gets a new session number, and so a new Last
+                        // Will. The pause keeps two copies of one agent (same client id,
+                        // taking the connection from each other) from spinning.
+                        connection.cancel.cancel();
+                        tokio::select! {
+                            _ = cancel.cancelled() => break,
+                            _ = tokio::time::sleep(easyisp_mqtt::backoff(0)) => {}
+                        }
+                        if let Some(next) = sync.open().await {
+                            connection = next;
+                        }
                     }
                 }
                 Some(LinkEvent::Message { topic, payload }) => {
@@ -245,28 +255,22 @@ impl Sync {
     }
 
     /// Returns the connection to use from now on when the old one was replaced.
-    async fn disconnected(
-        &self,
-        connection: &mut Connection,
-        reason: String,
-    ) -> Option<Connection> {
+    /// Returns whether to replace the connection (it had connected; a connection that never
+    /// got through is retried by the transport with backoff, under the same session).
+    async fn disconnected(&self, connection: &mut Connection, reason: String) -> bool {
         let was_connected = connection.connected;
         connection.connected = false;
         let _ = self.publisher.send(publisher::Input::Disconnected);
         self.record_link(false, connection.session, Some(reason.clone()))
             .await;
         if !connection.ever_connected {
-            // Never got through: the transport keeps retrying with backoff, same session.
             tracing::warn!(%reason, "sync: central's broker is unreachable; retrying");
-            return None;
+            return false;
         }
         if was_connected {
             tracing::warn!(%reason, "sync: lost the broker connection; reconnecting");
         }
-        // A new connection gets a new session number, and so a new Last Will.
-        connection.cancel.cancel();
-        let next = self.open().await?;
-        Some(next)
+        true
     }
 
     async fn record_link(&self, connected: bool, session: u64, reason: Option<String>) {

@@ -215,4 +215,141 @@ mod tests {
         assert!(w.ack(30));
         assert_eq!(w.next(), 31, "central holds more than this process sent");
     }
+
+    /// Model check: the window and the batch cutter over a channel that loses batches and
+    /// acks at random, against a model of central's cursor. However the losses fall, central
+    /// ends up with every change exactly once, in order, and the outbox ends empty.
+    mod model {
+        use super::*;
+        use proptest::prelude::*;
+        use std::collections::VecDeque;
+
+        #[derive(Debug, Clone)]
+        enum Step {
+            Fill,
+            Deliver { lose_batch: bool, lose_ack: bool },
+            Wait,
+        }
+
+        fn step() -> impl Strategy<Value = Step> {
+            prop_oneof![
+                Just(Step::Fill),
+                (any::<bool>(), any::<bool>()).prop_map(|(lose_batch, lose_ack)| Step::Deliver {
+                    lose_batch,
+                    lose_ack
+                }),
+                Just(Step::Wait),
+            ]
+        }
+
+        struct World {
+            outbox: Vec<u64>,
+            last_written: u64,
+            window: Window,
+            wire: VecDeque<Vec<Change>>,
+            central: u64,
+            applied: Vec<u64>,
+            now: Instant,
+        }
+
+        impl World {
+            fn fill(&mut self) {
+                while self.window.has_room() {
+                    let from = self.window.next();
+                    let rows: Vec<Change> = self
+                        .outbox
+                        .iter()
+                        .filter(|s| **s >= from)
+                        .take(MAX_BATCH_CHANGES)
+                        .map(|&seq| Change {
+                            seq,
+                            id: Uuid::nil(),
+                            body: ChangeBody::Noop,
+                        })
+                        .collect();
+                    let batch = assemble(from, rows, self.last_written);
+                    let Some(last) = batch.last().map(|c| c.seq) else {
+                        return;
+                    };
+                    self.wire.push_back(batch);
+                    self.window.sent(last, self.now);
+                }
+            }
+
+            fn deliver(&mut self, lose_batch: bool, lose_ack: bool) {
+                let Some(batch) = self.wire.pop_front() else {
+                    return;
+                };
+                if lose_batch {
+                    return;
+                }
+                let first = batch[0].seq;
+                let (through, resend) = if first > self.central + 1 {
+                    (self.central, Some(self.central + 1))
+                } else {
+                    for change in batch.iter().filter(|c| c.seq > self.central) {
+                        self.applied.push(change.seq);
+                    }
+                    self.central = self.central.max(batch.last().map_or(0, |c| c.seq));
+                    (self.central, None)
+                };
+                if lose_ack {
+                    return;
+                }
+                self.window.ack(through);
+                self.outbox.retain(|s| *s > self.window.acked());
+                if let Some(from) = resend {
+                    self.window.rewind(from);
+                }
+            }
+        }
+
+        proptest! {
+            #[test]
+            fn every_change_arrives_once_in_order(
+                total in 1u64..700,
+                steps in proptest::collection::vec(step(), 0..300),
+            ) {
+                let mut world = World {
+                    outbox: (1..=total).collect(),
+                    last_written: total,
+                    window: Window::new(0),
+                    wire: VecDeque::new(),
+                    central: 0,
+                    applied: Vec::new(),
+                    now: Instant::now(),
+                };
+                for step in steps {
+                    match step {
+                        Step::Fill => world.fill(),
+                        Step::Deliver { lose_batch, lose_ack } => {
+                            world.deliver(lose_batch, lose_ack)
+                        }
+                        Step::Wait => {
+                            world.now += ACK_TIMEOUT;
+                            if world.window.timed_out(world.now) {
+                                world.window.restart();
+                            }
+                        }
+                    }
+                }
+                // Then the link behaves: timeouts and resends finish the job.
+                for _ in 0..10_000 {
+                    if world.central == total && world.outbox.is_empty() {
+                        break;
+                    }
+                    world.fill();
+                    while !world.wire.is_empty() {
+                        world.deliver(false, false);
+                    }
+                    world.now += ACK_TIMEOUT;
+                    if world.window.timed_out(world.now) {
+                        world.window.restart();
+                    }
+                }
+                prop_assert_eq!(world.applied, (1..=total).collect::<Vec<_>>());
+                prop_assert!(world.outbox.is_empty());
+            }
+        }
+    }
 }

@@ -12,6 +12,7 @@
 mod apply;
 mod convert;
 mod down;
+mod entries;
 pub(crate) mod outbox;
 mod presence;
 

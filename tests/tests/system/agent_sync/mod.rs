@@ -5,6 +5,7 @@
 
 mod commands;
 mod downstream;
+mod enroll;
 mod presence;
 mod upstream;
 

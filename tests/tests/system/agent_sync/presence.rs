@@ -85,3 +85,42 @@ async fn status_shows_the_connection_and_the_positions() {
     assert!(text.contains("sync:             connected to"), "{text}");
     assert!(text.contains("applied through change 2"), "{text}");
 }
+
+#[tokio::test]
+async fn without_the_broker_expiry_is_still_enforced_and_the_agent_reconnects_later() {
+    let mut site = Site::start().await;
+    let first = site.online(0).await;
+    let epoch = first.epoch.clone().expect("epoch");
+    let mut alice = customer(Uuid::now_v7(), "alice", site.router);
+    alice.expires_at = Some(Lww::new(
+        Some(Utc::now() + chrono::Duration::seconds(3)),
+        stamp(),
+    ));
+    site.central
+        .publish(
+            SiteTopic::DownChanges,
+            &batch(site.router, &epoch, 1, vec![package(), body(alice)]),
+        )
+        .await;
+    site.eventually("alice provisioned and enabled", || async {
+        site.secret("alice")
+            .await
+            .is_some_and(|s| s["disabled"] == "false")
+    })
+    .await;
+
+    site.broker.kill();
+    site.eventually(
+        "alice cut off at expiry with central unreachable",
+        || async {
+            site.secret("alice")
+                .await
+                .is_some_and(|s| s["disabled"] == "true")
+        },
+    )
+    .await;
+
+    site.broker.restart().expect("broker restarts");
+    let back = site.online(first.session).await;
+    assert_eq!(back.applied_through, Some(2));
+}
