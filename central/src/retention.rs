@@ -1,5 +1,7 @@
 //! The retention job: anonymises customers soft-deleted longer ago than the retention period
-//! (default 90 days), in small batches so it never holds the writer for long.
+//! (default 90 days), in small batches so it never holds the writer for long, and drops the
+//! sync backlog of agents that have not acknowledged anything for as long (they get a snapshot
+//! instead, see `storage::sync::horizon`).
 
 use crate::storage::Storage;
 use chrono::Utc;
@@ -27,6 +29,18 @@ pub async fn run(
                     tracing::warn!(error = %e, "retention pass failed; retrying at the next interval");
                     break;
                 }
+            }
+        }
+        // The same horizon bounds the sync outbox of agents that stopped acknowledging.
+        match storage.compact_sync_backlogs(cutoff, 100).await {
+            Ok(0) => {}
+            Ok(routers) => tracing::info!(
+                routers,
+                retention_days,
+                "compacted sync backlogs past the horizon"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "sync backlog compaction failed; retrying at the next interval")
             }
         }
         if done > 0 {

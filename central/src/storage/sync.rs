@@ -13,6 +13,7 @@ mod apply;
 mod convert;
 mod down;
 mod entries;
+mod horizon;
 pub(crate) mod outbox;
 mod presence;
 

@@ -263,17 +263,22 @@ fn the_central_default_file_documents_every_serve_flag_and_variable() {
     }
 }
 
-/// The value of `EASYISP_CENTRAL_ARGS=` in a line of `text`, quotes removed.
+/// The words of `EASYISP_CENTRAL_ARGS=` in `text`, as systemd splits them: from the unit's
+/// `Environment="EASYISP_CENTRAL_ARGS=…"` or the environment file's `EASYISP_CENTRAL_ARGS="…"`.
 fn central_args(text: &str) -> Vec<String> {
-    let line = text
+    let value = text
         .lines()
         .find_map(|l| {
             l.trim_start_matches("Environment=")
-                .trim_matches('"')
+                .trim_start_matches('"')
                 .strip_prefix("EASYISP_CENTRAL_ARGS=")
         })
         .expect("an EASYISP_CENTRAL_ARGS= line");
-    line.split_whitespace().map(String::from).collect()
+    value
+        .trim_matches('"')
+        .split_whitespace()
+        .map(String::from)
+        .collect()
 }
 
 #[test]

@@ -269,3 +269,55 @@ async fn births_resume_in_range_and_snapshot_otherwise() {
     let unknown = f.birth(Uuid::now_v7(), 1, "e", 0).await;
     assert_eq!(unknown, Presence::Unknown);
 }
+
+#[tokio::test]
+async fn a_backlog_past_the_horizon_is_dropped_for_a_snapshot() {
+    let f = fixture().await;
+    let stale = f.synced_router("POP gone quiet").await;
+    let fresh = f.synced_router("POP fine").await;
+    f.customer("quiet", Some(stale)).await;
+    f.customer("fine", Some(fresh)).await;
+    assert_eq!(f.outbox(stale).await.len(), 1);
+
+    // Nothing is older than an hour ago: nothing is dropped.
+    let an_hour_ago = Utc::now() - chrono::Duration::hours(1);
+    assert_eq!(
+        f.storage
+            .compact_sync_backlogs(an_hour_ago, 10)
+            .await
+            .unwrap(),
+        0
+    );
+    // Make the quiet router's backlog old, then compact.
+    let old = crate::storage::ms(Utc::now() - chrono::Duration::days(91));
+    let router = stale.to_string();
+    f.storage
+        .write(move |tx| {
+            tx.conn().execute(
+                "UPDATE sync_down SET created_at = ?1 WHERE router_id = ?2",
+                rusqlite::params![old, router],
+            )?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let horizon = Utc::now() - chrono::Duration::days(90);
+    assert_eq!(
+        f.storage.compact_sync_backlogs(horizon, 10).await.unwrap(),
+        1
+    );
+    assert!(f.outbox(stale).await.is_empty());
+    assert_eq!(f.outbox(fresh).await.len(), 1, "other routers keep theirs");
+    // The quiet agent's next birth, at its old position, gets a snapshot.
+    let presence = f.birth(stale, 2, "epoch-1", 1).await;
+    assert!(
+        matches!(
+            presence,
+            Presence::Birth {
+                plan: BirthPlan::Snapshot { .. },
+                ..
+            }
+        ),
+        "{presence:?}"
+    );
+}
