@@ -6,10 +6,12 @@
 //! customer passwords, operator password hashes and opaque tokens; `permissions` is the pure
 //! role → permission table; `broker` runs (or points at) the MQTT broker agents sync through
 //! and owns its accounts and files; `sync` is central's side of sync with the agents over
-//! that broker (docs/sync.md); `server` wires the tasks together and shuts them down.
+//! that broker (docs/sync.md); `server` wires the tasks together and shuts them down;
+//! `doctor` checks an installation read-only (docs/central.md).
 
 pub mod api;
 pub mod broker;
+pub mod doctor;
 pub mod permissions;
 pub mod retention;
 pub mod secrets;

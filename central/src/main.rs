@@ -1,4 +1,5 @@
-//! The `easyisp-central` command line: `tenant add`, `mqtt-monitor` and `serve`. The only
+//! The `easyisp-central` command line: `tenant add`, `mqtt-monitor`, `serve`, `backup` and
+//! `doctor`. The only
 //! place that uses `anyhow`; everything else returns typed errors.
 
 use anyhow::{Context, bail};
@@ -52,6 +53,11 @@ enum Command {
         command: TenantCommand,
     },
     /// Serve the REST API and run (or connect to) the MQTT broker agents sync through.
+    ///
+    /// The HTTP port also answers GET /metrics (Prometheus text format; aggregate numbers,
+    /// no customer data). It needs no token unless the environment variable
+    /// EASYISP_METRICS_TOKEN (at least 16 characters) is set; then scrapers send it as
+    /// `Authorization: Bearer TOKEN`. See docs/monitoring.md, "Metrics".
     Serve(ServeArgs),
     /// Manage read-only MQTT monitor accounts: they may read every site's `status` and
     /// `telemetry` topics and nothing else (see docs/monitoring.md).
@@ -66,6 +72,17 @@ enum Command {
     Backup {
         /// The backup file to create (refused if it exists); written with mode 0600.
         file: PathBuf,
+    },
+    /// Check this installation without changing it: data directory and key file modes,
+    /// database integrity and schema version, the broker's certificates (expiry, names),
+    /// the managed Mosquitto running and accepting central's login. Prints one line per
+    /// check (OK, WARN or FAIL with what to do); exits 1 when any check fails. Run it as the
+    /// service user: sudo -u easyisp-central easyisp-central doctor.
+    Doctor {
+        /// Also check that serve's HTTP API answers GET /api/health at this address, e.g.
+        /// 127.0.0.1:8080.
+        #[arg(long, value_name = "ADDR")]
+        http: Option<SocketAddr>,
     },
 }
 
@@ -172,9 +189,10 @@ enum Sync {
     Normal,
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, default_level: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -186,7 +204,9 @@ fn init_logging(format: LogFormat) {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    // Doctor's report is its output; the MQTT client's retry chatter would only blur it.
+    let quiet = matches!(cli.command, Command::Doctor { .. });
+    init_logging(cli.log_format, if quiet { "error" } else { "info" });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -203,6 +223,15 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => runtime.block_on(run_serve(cli.data_dir, args)),
         Command::MqttMonitor { command } => runtime.block_on(mqtt_monitor(cli.data_dir, command)),
         Command::Backup { file } => backup(&cli.data_dir, &file),
+        Command::Doctor { http } => {
+            let checks = runtime.block_on(easyisp_central::doctor::run(&cli.data_dir, http));
+            for check in &checks {
+                println!("{check}");
+            }
+            let code = easyisp_central::doctor::exit_code(&checks);
+            drop(runtime);
+            std::process::exit(code);
+        }
     }
 }
 
@@ -386,6 +415,7 @@ async fn run_serve(data_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
             enroll_ttl: Duration::from_secs(args.enroll_ttl_minutes.max(1) * 60),
             login_failures_per_user: args.login_failures_per_user.max(1),
             login_failures_per_address: args.login_failures_per_address.max(1),
+            metrics_token: metrics_token()?,
         },
         storage: StorageOptions {
             readers: args.readers.max(1),
@@ -395,6 +425,20 @@ async fn run_serve(data_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
         retention_interval: Duration::from_secs(args.retention_interval_secs.max(1)),
     };
     serve(config, shutdown).await.context("serving")
+}
+
+/// `EASYISP_METRICS_TOKEN`: when set (non-empty), `/metrics` wants it as a bearer token.
+fn metrics_token() -> anyhow::Result<Option<easyisp_central::api::metrics::MetricsToken>> {
+    match std::env::var("EASYISP_METRICS_TOKEN") {
+        Ok(token) if token.trim().is_empty() => Ok(None),
+        Ok(token) if token.trim().len() < 16 => {
+            bail!("EASYISP_METRICS_TOKEN must have at least 16 characters")
+        }
+        Ok(token) => Ok(Some(easyisp_central::api::metrics::MetricsToken::new(
+            token.trim(),
+        ))),
+        Err(_) => Ok(None),
+    }
 }
 
 fn backup(data_dir: &std::path::Path, file: &std::path::Path) -> anyhow::Result<()> {

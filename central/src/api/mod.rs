@@ -10,6 +10,7 @@ pub mod customers;
 pub mod error;
 pub mod extract;
 pub mod limits;
+pub mod metrics;
 pub mod openapi;
 pub mod operators;
 pub mod packages;
@@ -46,6 +47,8 @@ pub struct ApiConfig {
     pub login_failures_per_user: u32,
     /// Failed logins per client address before throttling (per 15 minutes). Default 30.
     pub login_failures_per_address: u32,
+    /// The bearer token `/metrics` wants (`EASYISP_METRICS_TOKEN`). Default: none, open.
+    pub metrics_token: Option<metrics::MetricsToken>,
 }
 
 impl Default for ApiConfig {
@@ -56,6 +59,7 @@ impl Default for ApiConfig {
             enroll_ttl: Duration::from_secs(3600),
             login_failures_per_user: 5,
             login_failures_per_address: 30,
+            metrics_token: None,
         }
     }
 }
@@ -74,6 +78,10 @@ pub struct AppState {
     /// Central's sync engine: commands to routers' agents (disconnect, live status). `None`
     /// when sync is not running (then those endpoints answer 503).
     pub sync: Option<crate::sync::SyncHandle>,
+    /// HTTP responses by status class, for `/metrics`.
+    pub http: Arc<metrics::HttpCounters>,
+    /// When set, `/metrics` wants `Authorization: Bearer` with this token.
+    pub metrics_token: Option<metrics::MetricsToken>,
     calling_codes: Arc<Mutex<HashMap<Uuid, Option<String>>>>,
 }
 
@@ -94,6 +102,8 @@ impl AppState {
             create_limiter: Arc::new(limits::RateLimiter::new(config.customer_create_per_minute)),
             tokens: Arc::new(token_cache::TokenCache::default()),
             sync: None,
+            http: Arc::new(metrics::HttpCounters::default()),
+            metrics_token: config.metrics_token.clone(),
             config: Arc::new(config),
             calling_codes: Arc::new(Mutex::new(HashMap::new())),
         }
@@ -126,8 +136,10 @@ impl AppState {
 /// All routes.
 pub fn router(state: AppState) -> Router {
     use customer_actions as act;
+    let http = state.http.clone();
     Router::new()
         .route("/api/health", get(auth::health))
+        .route("/metrics", get(metrics::metrics))
         .route("/api/openapi.json", get(openapi::document))
         .route("/api/auth/login", post(auth::login))
         .route("/api/auth/logout", post(auth::logout))
@@ -184,6 +196,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::NotFound })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn(headers_and_span))
+        .layer(middleware::from_fn_with_state(
+            http,
+            metrics::count_responses,
+        ))
         .with_state(state)
 }
 

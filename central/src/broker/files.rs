@@ -22,6 +22,8 @@ pub struct Paths {
     pub pid: PathBuf,
     pub central_secret: PathBuf,
     pub lock: PathBuf,
+    /// What `serve` last ran (managed or external, and the URL agents dial), for `doctor`.
+    pub record: PathBuf,
     pub tls_dir: PathBuf,
 }
 
@@ -35,6 +37,7 @@ impl Paths {
             pid: dir.join("mosquitto.pid"),
             central_secret: dir.join("central.secret"),
             lock: dir.join("files.lock"),
+            record: dir.join("serve.info"),
             tls_dir: data_dir.join("tls"),
             dir,
         }

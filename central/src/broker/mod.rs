@@ -12,6 +12,7 @@
 //! itself: central's sync client gets [`Broker::central_endpoint`] and connects on its own.
 
 mod files;
+pub mod health;
 pub mod monitor;
 pub mod passwd;
 mod process;
@@ -137,9 +138,9 @@ impl Broker {
     pub async fn start(config: BrokerConfig, storage: Storage) -> Result<Broker, BrokerError> {
         let paths = Paths::new(&config.data_dir);
         files::private_dir(&paths.dir)?;
-        match config.mode {
+        let broker = match config.mode {
             BrokerMode::Managed { listen, advertise } => {
-                start_managed(paths, storage, listen, advertise).await
+                start_managed(paths, storage, listen, advertise).await?
             }
             BrokerMode::External {
                 url,
@@ -166,9 +167,25 @@ impl Broker {
                 };
                 broker.reload_accounts().await?;
                 tracing::info!(broker = %broker.inner.agent_url, "using an external MQTT broker");
-                Ok(broker)
+                broker
             }
-        }
+        };
+        let record = health::Record {
+            managed: broker.is_managed(),
+            url: broker.inner.agent_url.to_string(),
+        };
+        files::write_atomic(
+            &broker.inner.paths.record,
+            record.render().as_bytes(),
+            0o600,
+        )?;
+        Ok(broker)
+    }
+
+    /// How many times the managed Mosquitto exited on its own and was restarted; `None` for
+    /// an external broker.
+    pub fn restarts(&self) -> Option<u32> {
+        self.inner.supervisor.as_ref().map(|s| s.unexpected_exits())
     }
 
     /// How central's own sync client logs in.

@@ -110,7 +110,7 @@ async fn rewrite_and_signal(data_dir: &Path, storage: &Storage) -> Result<bool, 
 }
 
 /// The pid of the Mosquitto started with this data directory's config, if it runs.
-fn running_mosquitto(paths: &Paths) -> Option<i32> {
+pub(super) fn running_mosquitto(paths: &Paths) -> Option<i32> {
     let pid: i32 = std::fs::read_to_string(&paths.pid)
         .ok()?
         .trim()

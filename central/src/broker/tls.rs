@@ -95,7 +95,7 @@ fn read(path: &Path) -> Result<String, BrokerError> {
 }
 
 /// IP addresses in their canonical text, DNS names in lower case, without IPv6 brackets.
-fn normalise(host: &str) -> String {
+pub fn normalise(host: &str) -> String {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     match bare.parse::<IpAddr>() {
         Ok(ip) => ip.to_string(),
@@ -178,19 +178,39 @@ fn server_is_usable(
     names: &[String],
     now: DateTime<Utc>,
 ) -> Result<(), String> {
+    let facts = server_facts(server_pem, ca_pem)?;
+    if !facts.issued_by_ca {
+        return Err("it was issued by another CA".into());
+    }
+    if facts.not_after < now + Duration::days(RENEW_BEFORE_DAYS) {
+        return Err(format!("it expires within {RENEW_BEFORE_DAYS} days"));
+    }
+    match names.iter().find(|n| !facts.names.contains(n)) {
+        Some(missing) => Err(format!("it does not name {missing}")),
+        None => Ok(()),
+    }
+}
+
+/// What a server certificate says about itself (read by `serve` and by `doctor`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerCertFacts {
+    /// Whether its issuer is the CA given.
+    pub issued_by_ca: bool,
+    pub not_after: DateTime<Utc>,
+    /// The names it covers (subject alternative names), normalised like [`normalise`].
+    pub names: Vec<String>,
+}
+
+/// Parses the server certificate and the CA (both PEM).
+pub fn server_facts(server_pem: &str, ca_pem: &str) -> Result<ServerCertFacts, String> {
     use x509_parser::extensions::GeneralName;
     use x509_parser::pem::parse_x509_pem;
     let (_, server) = parse_x509_pem(server_pem.as_bytes()).map_err(|e| e.to_string())?;
     let server = server.parse_x509().map_err(|e| e.to_string())?;
     let (_, ca) = parse_x509_pem(ca_pem.as_bytes()).map_err(|e| e.to_string())?;
     let ca = ca.parse_x509().map_err(|e| e.to_string())?;
-    if server.issuer().as_raw() != ca.subject().as_raw() {
-        return Err("it was issued by another CA".into());
-    }
-    let renew_at = (now + Duration::days(RENEW_BEFORE_DAYS)).timestamp();
-    if server.validity().not_after.timestamp() < renew_at {
-        return Err(format!("it expires within {RENEW_BEFORE_DAYS} days"));
-    }
+    let not_after = DateTime::<Utc>::from_timestamp(server.validity().not_after.timestamp(), 0)
+        .ok_or_else(|| "its expiry date is out of range".to_string())?;
     let mut covered = Vec::new();
     if let Ok(Some(san)) = server.subject_alternative_name() {
         for name in &san.value.general_names {
@@ -208,10 +228,11 @@ fn server_is_usable(
             }
         }
     }
-    match names.iter().find(|n| !covered.contains(n)) {
-        Some(missing) => Err(format!("it does not name {missing}")),
-        None => Ok(()),
-    }
+    Ok(ServerCertFacts {
+        issued_by_ca: server.issuer().as_raw() == ca.subject().as_raw(),
+        not_after,
+        names: covered,
+    })
 }
 
 #[cfg(test)]

@@ -282,6 +282,11 @@ CREATE INDEX sync_routers_tenant ON sync_routers(tenant_id);
 "#,
 ];
 
+/// The schema version this build brings a database to (the number of migrations).
+pub fn known_version() -> i64 {
+    MIGRATIONS.len() as i64
+}
+
 /// Applies every migration newer than the database's `user_version`, each in its own
 /// transaction.
 pub fn apply(conn: &mut Connection) -> Result<()> {

@@ -14,6 +14,7 @@ use easyisp_protocol::envelope::{
 use easyisp_protocol::topics::{self, SiteTopic};
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -36,9 +37,11 @@ pub(super) async fn run(
             event = link.events.recv() => match event {
                 None => break,
                 Some(LinkEvent::Connected) => {
+                    shared.connected.store(true, Ordering::Relaxed);
                     tracing::debug!("sync engine connected to the broker");
                 }
                 Some(LinkEvent::Disconnected { reason }) => {
+                    shared.connected.store(false, Ordering::Relaxed);
                     tracing::warn!(%reason, "sync engine lost the broker; agents' statuses will tell who is online on reconnection");
                     for sender in routers.values() {
                         let _ = sender.send(Input::BrokerLost);
@@ -60,6 +63,7 @@ pub(super) async fn run(
             }
         }
     }
+    shared.connected.store(false, Ordering::Relaxed);
     link.task.abort();
     tracing::debug!("sync engine stopped");
 }

@@ -26,6 +26,7 @@ use easyisp_mqtt::{AsyncClient, Endpoint, MqttError, QoS, Session};
 use easyisp_protocol::envelope::{CommandKind, CommandOutcome};
 use easyisp_protocol::topics::{ROOT, SiteTopic};
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -56,6 +57,8 @@ struct Shared {
     client: AsyncClient,
     /// Routers whose agent is online (its birth was processed, no offline status since).
     online: Mutex<HashSet<Uuid>>,
+    /// Whether central's connection to the broker is up (for `/metrics`).
+    connected: AtomicBool,
     commands: commands::Pending,
 }
 
@@ -102,6 +105,11 @@ impl SyncHandle {
     pub fn is_online(&self, router: Uuid) -> bool {
         self.shared.is_online(router)
     }
+
+    /// Whether central's own connection to the broker is up now.
+    pub fn broker_connected(&self) -> bool {
+        self.shared.connected.load(Ordering::Relaxed)
+    }
 }
 
 /// The topics central subscribes to: every site's presence, telemetry and upstream.
@@ -140,6 +148,7 @@ pub fn start(
     let shared = Arc::new(Shared {
         client: link.client.clone(),
         online: Mutex::new(HashSet::new()),
+        connected: AtomicBool::new(false),
         commands: commands::Pending::default(),
     });
     tracing::info!(broker = %endpoint.url, "sync engine connecting to the broker");

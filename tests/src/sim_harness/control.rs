@@ -95,6 +95,10 @@ impl SimControl {
             other => Err(anyhow!("expected an array, got {other}")),
         }
     }
+    /// One row of `path` by `.id` or name (a 404 is an error).
+    pub async fn item(&self, path: &str, item: &str) -> Result<Value> {
+        self.get(&format!("/menu/{path}/{}", enc(item))).await
+    }
     /// The first row of `path` whose `field` equals `value`.
     pub async fn find(&self, path: &str, field: &str, value: &str) -> Result<Option<Value>> {
         Ok(self
