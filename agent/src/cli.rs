@@ -19,6 +19,12 @@ pub struct RunArgs {
     /// Read session counters every DURATION. Overrides `agent.poll_interval_secs` (default 30s).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub poll_interval: Option<Duration>,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9184. Overrides
+    /// `agent.metrics_listen`. A non-loopback address needs `agent.metrics_allow_remote = true`
+    /// (the endpoint has no authentication).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -47,6 +53,14 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// `run`: the daemon, until SIGTERM or Ctrl-C.
 pub async fn run(config: Config, args: RunArgs) -> anyhow::Result<()> {
+    // Checked before anything starts, so a typo stops `run` instead of running unwatched.
+    let metrics_listen = match args.metrics_listen.as_deref() {
+        Some(text) => Some(
+            crate::config::metrics_address(text, config.metrics_allow_remote)
+                .map_err(|e| anyhow::anyhow!("--metrics-listen: {e}"))?,
+        ),
+        None => None,
+    };
     let shutdown = CancellationToken::new();
     let signal = shutdown.clone();
     tokio::spawn(async move {
@@ -56,6 +70,7 @@ pub async fn run(config: Config, args: RunArgs) -> anyhow::Result<()> {
     let overrides = Overrides {
         reconcile_interval: args.reconcile_interval,
         poll_interval: args.poll_interval,
+        metrics_listen,
     };
     daemon::run(config, overrides, shutdown).await
 }

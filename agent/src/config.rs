@@ -8,6 +8,7 @@ use crate::routeros::RouterUrl;
 use easyisp_mqtt::{BrokerUrl, Endpoint};
 use easyisp_protocol::Secret;
 use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use thiserror::Error;
@@ -79,6 +80,14 @@ pub struct RawAgent {
     /// outbox depth, clock). Only used with a `[central]` section. Default 30.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub telemetry_interval_secs: Option<u64>,
+    /// Serve Prometheus metrics at `http://ADDR/metrics`, e.g. `"127.0.0.1:9184"`. Default
+    /// `""`: no metrics. `run --metrics-listen` overrides it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<String>,
+    /// Allow `metrics_listen` on an address other than loopback (the endpoint has no
+    /// authentication). Default false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_allow_remote: Option<bool>,
 }
 
 #[derive(Serialize, Deserialize, Clone)]
@@ -129,6 +138,9 @@ pub struct Config {
     pub mass_cutoff_min: u64,
     pub assume_clock_synchronised: bool,
     pub telemetry_interval: Duration,
+    /// Where the daemon serves Prometheus metrics; `None`: nowhere.
+    pub metrics_listen: Option<SocketAddr>,
+    pub metrics_allow_remote: bool,
     pub router_url: RouterUrl,
     pub router_password: Secret<String>,
     pub router_timeout: Duration,
@@ -150,6 +162,16 @@ impl Config {
 
     /// Reads and validates `path`, reporting every problem at once.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Config::load_checked(path, true)
+    }
+
+    /// Like [`Config::load`] but accepts a file others can read: `doctor` reports that as
+    /// one of its checks instead of refusing to check anything else.
+    pub fn load_ignoring_permissions(path: &Path) -> Result<Config, ConfigError> {
+        Config::load_checked(path, false)
+    }
+
+    fn load_checked(path: &Path, check_mode: bool) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
@@ -159,7 +181,7 @@ impl Config {
             message: e.to_string(),
         })?;
         let mut problems = Vec::new();
-        if let Some(mode) = file_mode(path).filter(|m| m & 0o077 != 0) {
+        if let Some(mode) = file_mode(path).filter(|m| check_mode && m & 0o077 != 0) {
             problems.push(format!(
                 "the file is readable by others (mode {mode:o}); it holds passwords: chmod 600 {}",
                 path.display()
@@ -237,6 +259,17 @@ impl Config {
             .router
             .known_hosts
             .unwrap_or_else(|| data_dir.join("known_hosts"));
+        let metrics_allow_remote = raw.agent.metrics_allow_remote.unwrap_or(false);
+        let metrics_listen = match raw.agent.metrics_listen.as_deref() {
+            None | Some("") => None,
+            Some(text) => match metrics_address(text, metrics_allow_remote) {
+                Ok(addr) => Some(addr),
+                Err(e) => {
+                    problems.push(format!("agent.metrics_listen: {e}"));
+                    None
+                }
+            },
+        };
         let central = match raw.central {
             Some(c) => Some(central(c, router_id?, problems)?),
             None => None,
@@ -252,6 +285,8 @@ impl Config {
             mass_cutoff_min: raw.agent.mass_cutoff_min.unwrap_or(20),
             assume_clock_synchronised: raw.agent.assume_clock_synchronised.unwrap_or(false),
             telemetry_interval,
+            metrics_listen,
+            metrics_allow_remote,
             router_url: router_url?,
             router_password: Secret::new(raw.router.password),
             router_timeout,
@@ -259,6 +294,21 @@ impl Config {
             central,
         })
     }
+}
+
+/// Parses a metrics address (`IP:PORT`). The endpoint has no authentication, so it must be a
+/// loopback address unless `allow_remote` (`agent.metrics_allow_remote`) says otherwise.
+pub fn metrics_address(text: &str, allow_remote: bool) -> Result<SocketAddr, String> {
+    let addr: SocketAddr = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not an IP:PORT address such as 127.0.0.1:9184"))?;
+    if !allow_remote && !addr.ip().is_loopback() {
+        return Err(format!(
+            "{addr} is not a loopback address and the metrics endpoint has no authentication: \
+             use 127.0.0.1:PORT, or set agent.metrics_allow_remote = true and firewall the port"
+        ));
+    }
+    Ok(addr)
 }
 
 /// Checks the `[central]` section: a present section must say how to reach the broker.
@@ -396,6 +446,8 @@ mod tests {
                 mass_cutoff_min: None,
                 assume_clock_synchronised: None,
                 telemetry_interval_secs: None,
+                metrics_listen: None,
+                metrics_allow_remote: None,
             },
             router: RawRouter {
                 url: url.into(),
@@ -467,6 +519,34 @@ mod tests {
         let central = config.central.expect("sync configured");
         assert_eq!(central.broker.username, Uuid::from_u128(1).to_string());
         assert!(!format!("{central:?}").contains("broker-pw"));
+    }
+
+    #[test]
+    fn metrics_listen_is_off_by_default_and_loopback_only_unless_allowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        let mut r = raw("api://admin@127.0.0.1");
+        r.agent.metrics_listen = Some(String::new());
+        r.write(&path).unwrap();
+        assert_eq!(Config::load(&path).unwrap().metrics_listen, None);
+
+        r.agent.metrics_listen = Some("127.0.0.1:9184".into());
+        r.write(&path).unwrap();
+        assert_eq!(
+            Config::load(&path).unwrap().metrics_listen,
+            Some("127.0.0.1:9184".parse().unwrap())
+        );
+
+        r.agent.metrics_listen = Some("0.0.0.0:9184".into());
+        r.write(&path).unwrap();
+        let err = Config::load(&path).unwrap_err().to_string();
+        assert!(err.contains("agent.metrics_listen"), "{err}");
+        assert!(err.contains("metrics_allow_remote"), "{err}");
+
+        r.agent.metrics_allow_remote = Some(true);
+        r.write(&path).unwrap();
+        assert!(Config::load(&path).unwrap().metrics_listen.is_some());
+        assert!(metrics_address("localhost:1", false).is_err(), "IP:PORT only");
     }
 
     #[test]

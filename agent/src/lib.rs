@@ -8,6 +8,7 @@ pub mod clock;
 pub mod config;
 pub mod counters;
 pub mod daemon;
+pub mod doctor;
 pub mod enroll;
 pub mod expiry;
 pub mod probe;

@@ -20,6 +20,11 @@ struct Cli {
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
 
+    /// How to write logs (to standard error): `human` lines (coloured on a terminal only) or
+    /// `json`, one object per line for journald and log shippers. RUST_LOG filters both.
+    #[arg(long, global = true, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -56,27 +61,56 @@ enum Command {
 
     /// Release a held mass cut-off: the next reconcile cuts those customers off.
     ConfirmCutoff,
+
+    /// Check what the agent needs, one line each (OK, WARN, or FAIL with what to do): config
+    /// file permissions, router reachable with its credentials, broker reachable with the
+    /// agent's credentials, clock synchronised, disk space, data directory writable, replica
+    /// integrity. Read-only; safe beside a running agent. Exits 1 when a check fails, 2 when
+    /// the config cannot be loaded.
+    Doctor,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The daemon logs its lifecycle and every router change; one-shot commands only problems.
-    let default_level = if matches!(cli.command, Command::Run(_)) {
-        "info"
-    } else {
-        "warn"
+    // The daemon logs its lifecycle and every router change; one-shot commands only problems;
+    // doctor only errors, since its report already says what went wrong.
+    let default_level = match cli.command {
+        Command::Run(_) => "info",
+        Command::Doctor => "error",
+        _ => "warn",
     };
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
-        )
-        .init();
+    init_logging(cli.log_format, default_level);
     match cli.command {
         Command::Probe(args) => run_probe(args),
         Command::Enroll(args) => run_enroll(cli.config.as_deref(), args),
+        Command::Doctor => run_doctor(cli.config.as_deref()),
         command => run_with_config(cli.config.as_deref(), command),
+    }
+}
+
+/// Logs to standard error, filtered by RUST_LOG (default `default_level`). Colours only on a
+/// terminal: journald and files get plain text.
+fn init_logging(format: LogFormat, default_level: &str) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter);
+    match format {
+        LogFormat::Human => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
     }
 }
 
@@ -146,6 +180,25 @@ fn run_enroll(
     }
 }
 
+/// `doctor`: loads the config without refusing open permissions (that is one of its checks).
+fn run_doctor(config: Option<&std::path::Path>) -> ExitCode {
+    let path = config.unwrap_or(std::path::Path::new(easyisp_agent::config::DEFAULT_CONFIG));
+    let config = match easyisp_agent::config::Config::load_ignoring_permissions(path) {
+        Ok(config) => config,
+        Err(e) => {
+            println!("FAIL config: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let report = runtime.block_on(easyisp_agent::doctor::doctor(&config));
+    print!("{report}");
+    ExitCode::from(report.exit_code())
+}
+
 /// The commands that work from the configuration file.
 fn run_with_config(config: Option<&std::path::Path>, command: Command) -> ExitCode {
     let config = match cli::load_config(config) {
@@ -165,7 +218,7 @@ fn run_with_config(config: Option<&std::path::Path>, command: Command) -> ExitCo
             Command::Status(args) => cli::status(&config, &args).await,
             Command::Adopt(args) => cli::adopt(&config, &args).await,
             Command::ConfirmCutoff => cli::confirm_cutoff(&config).await,
-            Command::Probe(_) | Command::Enroll(_) => Ok(()),
+            Command::Probe(_) | Command::Enroll(_) | Command::Doctor => Ok(()),
         }
     });
     match outcome {

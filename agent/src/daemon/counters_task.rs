@@ -54,10 +54,13 @@ async fn poll_once(
     tracker: &mut Tracker,
     width: &mut Option<CounterWidth>,
 ) -> anyhow::Result<()> {
-    let router = shared.router.get().await?;
+    let router = shared.router.get().await.inspect_err(|_| {
+        shared.metrics.router_error();
+    })?;
     let (samples, counter_width) = match read_samples(router.as_ref(), width).await {
         Ok(read) => read,
         Err(e) => {
+            shared.metrics.router_error();
             shared.router.reset_if(&e).await;
             return Err(e.into());
         }

@@ -8,6 +8,8 @@
 
 mod counters_task;
 mod expiry_task;
+pub mod metrics;
+mod metrics_task;
 mod reconcile_task;
 pub mod router_link;
 pub mod state;
@@ -41,6 +43,8 @@ pub struct Shared {
     pub kicked: Arc<std::sync::Mutex<Vec<(SessionKind, String)>>>,
     /// Notified whenever a change was queued in the outbox, so the sync publisher sends it.
     pub outbox_grew: Arc<Notify>,
+    /// Counters for the Prometheus endpoint (`agent.metrics_listen`).
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 impl Shared {
@@ -56,6 +60,7 @@ impl Shared {
             expiry_wake: Arc::new(Notify::new()),
             kicked: Arc::default(),
             outbox_grew: Arc::new(Notify::new()),
+            metrics: Arc::default(),
         })
     }
 
@@ -82,6 +87,8 @@ impl Shared {
 pub struct Overrides {
     pub reconcile_interval: Option<Duration>,
     pub poll_interval: Option<Duration>,
+    /// `run --metrics-listen`: replaces `agent.metrics_listen` (already checked).
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// Runs the agent until `shutdown` is cancelled.
@@ -95,6 +102,9 @@ pub async fn run(
     }
     if let Some(interval) = overrides.poll_interval {
         config.poll_interval = interval;
+    }
+    if let Some(addr) = overrides.metrics_listen {
+        config.metrics_listen = Some(addr);
     }
     let shared = Shared::open(config)?;
     tracing::info!(
@@ -118,6 +128,25 @@ pub async fn run(
             ));
         }
         None => tracing::info!("no [central] section in the config: running standalone"),
+    }
+    if let Some(addr) = shared.config.metrics_listen {
+        // A taken port must not stop the agent from enforcing expiry: it runs without metrics
+        // and says so.
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => {
+                tracing::info!(%addr, "serving Prometheus metrics at /metrics");
+                tracker.spawn(metrics_task::run(
+                    shared.clone(),
+                    listener,
+                    shutdown.child_token(),
+                ));
+            }
+            Err(e) => tracing::error!(
+                %addr,
+                error = %e,
+                "cannot listen for metrics; running without them (fix agent.metrics_listen)"
+            ),
+        }
     }
     tracker.close();
     shutdown.cancelled().await;

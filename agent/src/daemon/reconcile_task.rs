@@ -182,6 +182,8 @@ async fn record(
     };
     let gate = gate.clone();
     let reached = report.aborted.is_none();
+    let router_errors = report.failed.len() as u64 + u64::from(!reached);
+    shared.metrics.reconciled(report.is_clean(), router_errors);
     shared
         .replica
         .write(move |tx| {

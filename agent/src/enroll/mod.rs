@@ -364,6 +364,8 @@ pub fn build_config(
                 mass_cutoff_min: None,
                 assume_clock_synchronised: None,
                 telemetry_interval_secs: None,
+                metrics_listen: None,
+                metrics_allow_remote: None,
             },
             None,
         ),

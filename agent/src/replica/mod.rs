@@ -132,6 +132,30 @@ impl Replica {
     }
 }
 
+/// What `doctor` learns about a replica file without changing it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inspection {
+    /// `PRAGMA quick_check`'s first line: `ok` for a sound file.
+    pub quick_check: String,
+    /// Migrations applied (`user_version`); compare with [`migrations::known`].
+    pub schema_version: usize,
+}
+
+/// Opens `path` read-only (never creating or migrating it) and checks its structure.
+pub fn inspect(path: &Path) -> Result<Inspection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    let schema_version = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))?;
+    let quick_check = conn.query_row("PRAGMA quick_check", [], |r| r.get::<_, String>(0))?;
+    Ok(Inspection {
+        quick_check,
+        schema_version: usize::try_from(schema_version).unwrap_or(0),
+    })
+}
+
 /// The replica holds customers' router passwords: readable by the agent's user only.
 fn restrict_permissions(path: &Path) {
     #[cfg(unix)]

@@ -274,6 +274,7 @@ impl Sync {
     }
 
     async fn record_link(&self, connected: bool, session: u64, reason: Option<String>) {
+        self.shared.metrics.set_broker_connected(connected);
         let link = state::SyncLink {
             broker: self.central.broker.url.to_string(),
             connected,

@@ -4,7 +4,6 @@
 
 use super::files::Paths;
 use super::{CENTRAL_USERNAME, local_dial, monitor, process, tls};
-use chrono::{DateTime, Utc};
 use easyisp_mqtt::{BrokerUrl, Endpoint, LinkEvent, Session};
 use easyisp_protocol::Secret;
 use std::net::SocketAddr;
@@ -164,11 +163,6 @@ pub async fn login(data_dir: &Path, listen: SocketAddr, timeout: Duration) -> Re
     let _ = tokio::time::timeout(Duration::from_secs(2), &mut link.task).await;
     link.task.abort();
     outcome
-}
-
-/// Seconds until `facts` expires (negative once expired).
-pub fn seconds_left(facts: &ServerCertFacts, now: DateTime<Utc>) -> i64 {
-    (facts.not_after - now).num_seconds()
 }
 
 #[cfg(test)]

@@ -150,3 +150,32 @@ fn routers(conn: &Connection) -> Result<Vec<RouterFigures>> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agent_figures_come_from_the_stored_telemetry() {
+        let text = r#"{"v":1,"router":"0193a4c2-7d1e-7000-8000-000000000001",
+            "at":"2026-03-01T08:00:30Z","routerReachable":true,"customers":412,
+            "activeSessions":388,"outboxDepth":2,"lastReconcile":"2026-03-01T08:00:12Z",
+            "clock":"jumpedBackwards"}"#;
+        let figures = AgentFigures::from_json(text).unwrap();
+        assert_eq!(figures.active_sessions, 388);
+        assert_eq!(figures.outbox_depth, 2);
+        assert!(figures.router_reachable);
+        assert!(!figures.clock_synchronised);
+        assert!(figures.last_reconcile.is_some());
+        assert_eq!(AgentFigures::from_json("{\"v\":1}"), None);
+    }
+
+    #[tokio::test]
+    async fn figures_of_a_fresh_database_are_empty_and_cheap() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(dir.path(), Default::default()).unwrap();
+        let figures = storage.metrics_figures(Utc::now()).await.unwrap();
+        assert_eq!(figures, MetricsFigures::default());
+        storage.shutdown();
+    }
+}

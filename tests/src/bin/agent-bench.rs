@@ -64,6 +64,8 @@ async fn bench(sim: &SimProcess, scheme: &str) -> Result<()> {
             mass_cutoff_min: None,
             assume_clock_synchronised: Some(true),
             telemetry_interval_secs: None,
+            metrics_listen: None,
+            metrics_allow_remote: None,
         },
         router: RawRouter {
             url: sim.router_url(scheme),

@@ -68,6 +68,8 @@ async fn the_agent_converges_after_kill_9_mid_reconcile_and_stops_on_sigterm() {
             mass_cutoff_min: None,
             assume_clock_synchronised: Some(true),
             telemetry_interval_secs: None,
+            metrics_listen: None,
+            metrics_allow_remote: None,
         },
         router: RawRouter {
             url: sim.router_url("rest+http"),

@@ -2,9 +2,11 @@
 
 mod agent_binary;
 mod agent_daemon;
+mod agent_ops;
 mod agent_sync;
 mod central_api;
 mod central_broker;
+mod central_ops;
 mod central_sync;
 mod mqtt_harness;
 mod packaging;

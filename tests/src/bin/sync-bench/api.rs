@@ -36,7 +36,9 @@ impl Api {
         body: Option<Value>,
         expect: u16,
     ) -> Result<Value> {
-        let mut request = self.http.request(method.clone(), format!("{}{path}", self.base));
+        let mut request = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.base));
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }

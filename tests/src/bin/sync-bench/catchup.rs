@@ -64,9 +64,7 @@ pub async fn run(pop: &mut Pop, args: &Args) -> Result<()> {
     pop.start_agent()?;
     let last = updates.saturating_sub(1);
     let (router_at, acked_at) = pop
-        .wait_converged(args.timeout(), |c| {
-            (updates > 0).then(|| password(last, c))
-        })
+        .wait_converged(args.timeout(), |c| (updates > 0).then(|| password(last, c)))
         .await?;
     println!(
         "agent restarted: router holds every customer's final state after {:.2} s, outbox acked after {:.2} s (target < 30 s); {:.0} changes/s caught up",

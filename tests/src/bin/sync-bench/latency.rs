@@ -54,7 +54,10 @@ pub async fn run(pop: &Pop, args: &Args) -> Result<()> {
     for (what, times) in [
         ("API answered (committed at central)", &mut api_times),
         ("write reached the router (tap)", &mut write_times),
-        ("visible in the router's state (1 ms poll)", &mut visible_times),
+        (
+            "visible in the router's state (1 ms poll)",
+            &mut visible_times,
+        ),
     ] {
         times.sort();
         println!(

@@ -36,7 +36,12 @@ use std::time::Duration;
 )]
 pub struct Args {
     /// Scenarios to run (comma-separated).
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "latency,catchup,fanout")]
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "latency,catchup,fanout"
+    )]
     pub scenario: Vec<Scenario>,
     /// Customers on the simulated router (latency and catch-up share them).
     #[arg(long, default_value_t = 1_000)]

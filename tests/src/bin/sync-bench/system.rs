@@ -100,10 +100,16 @@ impl Central {
         let deadline = Instant::now() + Duration::from_secs(60);
         while !central.api.healthy().await {
             if let Ok(Some(status)) = central._child.try_wait() {
-                bail!("central exited ({status}); its log:\n{}", central.log_tail());
+                bail!(
+                    "central exited ({status}); its log:\n{}",
+                    central.log_tail()
+                );
             }
             if Instant::now() > deadline {
-                bail!("central did not answer within 60 s:\n{}", central.log_tail());
+                bail!(
+                    "central did not answer within 60 s:\n{}",
+                    central.log_tail()
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -155,11 +161,7 @@ impl Pop {
             .arg(&config)
             .args(["enroll", "--central", api.base(), "--token", &token])
             .arg("--router")
-            .arg(format!(
-                "rest+http://{}@{}",
-                sim.options.user,
-                tap.addr()
-            ))
+            .arg(format!("rest+http://{}@{}", sim.options.user, tap.addr()))
             .arg("--data-dir")
             .arg(dir.path().join("data"))
             .env("EASYISP_ROUTER_PASSWORD", &sim.options.password)

@@ -53,6 +53,8 @@ pub(super) async fn site(sim: &SimProcess, scheme: &str) -> Site {
             // their own state instead.
             assume_clock_synchronised: Some(true),
             telemetry_interval_secs: None,
+            metrics_listen: None,
+            metrics_allow_remote: None,
         },
         router: RawRouter {
             url: sim.router_url(scheme),

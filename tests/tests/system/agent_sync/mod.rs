@@ -84,6 +84,8 @@ impl Site {
                 mass_cutoff_min: None,
                 assume_clock_synchronised: Some(true),
                 telemetry_interval_secs: Some(1),
+                metrics_listen: None,
+                metrics_allow_remote: None,
             },
             router: RawRouter {
                 url: sim.router_url("rest+http"),
