@@ -546,7 +546,10 @@ mod tests {
         r.agent.metrics_allow_remote = Some(true);
         r.write(&path).unwrap();
         assert!(Config::load(&path).unwrap().metrics_listen.is_some());
-        assert!(metrics_address("localhost:1", false).is_err(), "IP:PORT only");
+        assert!(
+            metrics_address("localhost:1", false).is_err(),
+            "IP:PORT only"
+        );
     }
 
     #[test]

@@ -372,6 +372,8 @@ fn check_disk(data_dir: &Path) -> Check {
 
 /// `(bytes available to this user, bytes in all)` of the filesystem holding `path`.
 #[cfg(unix)]
+// The widths of `statvfs`'s fields differ between platforms; `u64::from` fits them all.
+#[allow(clippy::useless_conversion)]
 fn free_space(path: &Path) -> std::io::Result<(u64, u64)> {
     use std::os::unix::ffi::OsStrExt;
     let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
@@ -386,7 +388,6 @@ fn free_space(path: &Path) -> std::io::Result<(u64, u64)> {
         stat
     };
     let fragment = u64::from(stat.f_frsize);
-    #[allow(clippy::useless_conversion)] // The field widths differ between platforms.
     let (available, total) = (u64::from(stat.f_bavail), u64::from(stat.f_blocks));
     Ok((available * fragment, total * fragment))
 }

@@ -172,7 +172,11 @@ async fn doctor_passes_a_healthy_site_and_fails_each_broken_part_with_the_fix() 
         line(&report, "clock").starts_with("WARN clock"),
         "assumed clock warns\n{report}"
     );
-    assert!(report.lines().any(|l| l.get(5..).is_some_and(|r| r.starts_with("disk"))));
+    assert!(
+        report
+            .lines()
+            .any(|l| l.get(5..).is_some_and(|r| r.starts_with("disk")))
+    );
     for secret in [BROKER_PASSWORD, site.sim.options.password.as_str()] {
         assert!(!report.contains(secret) && !stderr.contains(secret));
     }
@@ -219,7 +223,9 @@ async fn doctor_passes_a_healthy_site_and_fails_each_broken_part_with_the_fix() 
 
 /// `GET /metrics` over a plain TCP connection: (status line, body).
 async fn scrape(port: u16) -> Option<(String, String)> {
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
     stream
         .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .await
@@ -259,8 +265,12 @@ async fn a_running_agent_serves_metrics_logs_json_and_survives_a_doctor_beside_i
     let ready = |body: &str| {
         body.lines()
             .any(|l| l == "easyisp_agent_customers{status=\"active\"} 3")
-            && body.lines().any(|l| l == "easyisp_agent_broker_connected 1")
-            && body.lines().any(|l| l == "easyisp_agent_router_reachable 1")
+            && body
+                .lines()
+                .any(|l| l == "easyisp_agent_broker_connected 1")
+            && body
+                .lines()
+                .any(|l| l == "easyisp_agent_router_reachable 1")
     };
     let deadline = tokio::time::Instant::now() + WAIT;
     let mut last = None;
@@ -273,7 +283,11 @@ async fn a_running_agent_serves_metrics_logs_json_and_survives_a_doctor_beside_i
     }
     let (status, body) = last.unwrap_or_else(|| panic!("no metrics\nagent log:\n{}", log()));
     assert_eq!(status, "HTTP/1.1 200 OK");
-    assert!(ready(&body), "metrics not ready:\n{body}\nagent log:\n{}", log());
+    assert!(
+        ready(&body),
+        "metrics not ready:\n{body}\nagent log:\n{}",
+        log()
+    );
     for name in [
         "easyisp_agent_active_sessions ",
         "easyisp_agent_router_errors_total ",
@@ -284,7 +298,10 @@ async fn a_running_agent_serves_metrics_logs_json_and_survives_a_doctor_beside_i
         "easyisp_agent_clock_synchronised 1",
         "easyisp_agent_mass_cutoff_held 0",
     ] {
-        assert!(body.lines().any(|l| l.starts_with(name)), "{name} in\n{body}");
+        assert!(
+            body.lines().any(|l| l.starts_with(name)),
+            "{name} in\n{body}"
+        );
     }
 
     // doctor beside the daemon uses its own client id: the daemon stays connected.
@@ -293,7 +310,8 @@ async fn a_running_agent_serves_metrics_logs_json_and_survives_a_doctor_beside_i
     assert!(line(&report, "broker").starts_with("OK   "), "{report}");
     let (_, body) = scrape(port).await.expect("metrics after doctor");
     assert!(
-        body.lines().any(|l| l == "easyisp_agent_broker_connected 1"),
+        body.lines()
+            .any(|l| l == "easyisp_agent_broker_connected 1"),
         "{body}"
     );
     assert!(
