@@ -60,14 +60,24 @@ impl FromStr for Hlc {
 
     fn from_str(s: &str) -> Result<Hlc, HlcParseError> {
         let bad = || HlcParseError::Malformed(s.chars().take(64).collect());
-        let mut parts = s.split('-');
-        let (Some(wall), Some(counter), Some(node), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(bad());
+        // Byte scans rather than `split('-')`: every replicated field carries a stamp, and the
+        // agent parses all of them for every customer on each reconcile pass.
+        let dash = |from: usize| {
+            s.as_bytes()[from..]
+                .iter()
+                .position(|b| *b == b'-')
+                .map(|i| from + i)
         };
+        let first = dash(0).ok_or_else(bad)?;
+        let second = dash(first + 1).ok_or_else(bad)?;
+        // Both cuts sit on an ASCII '-', so they are character boundaries.
+        let (wall, counter, node) = (&s[..first], &s[first + 1..second], &s[second + 1..]);
         let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
-        if !digits(wall) || !digits(counter) || node.len() != 16 {
+        if !digits(wall)
+            || !digits(counter)
+            || node.len() != 16
+            || !node.bytes().all(|b| b.is_ascii_hexdigit())
+        {
             return Err(bad());
         }
         Ok(Hlc {
@@ -86,8 +96,19 @@ impl Serialize for Hlc {
 
 impl<'de> Deserialize<'de> for Hlc {
     fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Hlc, D::Error> {
-        let text = String::deserialize(de)?;
-        text.parse().map_err(serde::de::Error::custom)
+        // A visitor borrows the text from the input instead of allocating a `String` per
+        // stamp (a customer record carries about two dozen).
+        struct Text;
+        impl serde::de::Visitor<'_> for Text {
+            type Value = Hlc;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a clock stamp WALLMS-COUNTER-NODEHEX")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Hlc, E> {
+                text.parse().map_err(E::custom)
+            }
+        }
+        de.deserialize_str(Text)
     }
 }
 
@@ -249,8 +270,19 @@ mod tests {
             "a-0-0000000000000000",
             "1-0-000000000000000g",
             "1-0-0000000000000000-1",
+            "1-0-+000000000000000",
+            "-1-0-0000000000000000",
+            "1--0000000000000000",
         ] {
             assert!(bad.parse::<Hlc>().is_err(), "{bad}");
         }
+        let json = serde_json::to_string(&h).unwrap();
+        assert_eq!(json, "\"1764093000123-4-9f2c4a1b00000000\"");
+        assert_eq!(serde_json::from_str::<Hlc>(&json).unwrap(), h);
+        assert_eq!(
+            serde_json::from_value::<Hlc>(serde_json::Value::String(h.to_string())).unwrap(),
+            h
+        );
+        assert!(serde_json::from_str::<Hlc>("17").is_err());
     }
 }

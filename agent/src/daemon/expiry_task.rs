@@ -1,6 +1,7 @@
 //! The expiry task: sleeps until the next `expiresAt` in the replica (not a cron), then
 //! charges due auto-renewals and asks for an immediate reconcile, which cuts off whoever
-//! expired. Re-plans on every change. Auto-renewal runs only while the clock is trusted.
+//! expired. Re-plans after changes, at most every `CHANGE_SETTLE`. Auto-renewal runs only
+//! while the clock is trusted.
 
 use super::timekeeping::{expiry_inputs, read_clock};
 use super::{Shared, state};
@@ -19,6 +20,11 @@ use uuid::Uuid;
 
 /// Even with nothing due, wake this often to persist clock trust and catch clock changes.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
+/// After a change notice, wait this long before re-planning, so a burst of changes costs one
+/// pass (each reads every customer; a sync catch-up applies dozens of batches a second). A
+/// deadline still wakes the task on time, and the change itself already triggered a
+/// reconcile, which cuts off whoever it made expired.
+const CHANGE_SETTLE: Duration = Duration::from_millis(250);
 
 pub async fn run(shared: Shared, cancel: CancellationToken) {
     let mut last_pass: Option<DateTime<Utc>> = None;
@@ -35,10 +41,17 @@ pub async fn run(shared: Shared, cancel: CancellationToken) {
         let sleep = wake
             .and_then(|at| (at - Utc::now()).to_std().ok())
             .map_or(MAX_SLEEP, |d| d.min(MAX_SLEEP));
+        let deadline = tokio::time::Instant::now() + sleep;
         tokio::select! {
             _ = cancel.cancelled() => return,
-            _ = shared.expiry_wake.notified() => {}
-            _ = tokio::time::sleep(sleep) => {
+            _ = shared.expiry_wake.notified() => {
+                let settle = (tokio::time::Instant::now() + CHANGE_SETTLE).min(deadline);
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep_until(settle) => {}
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => {
                 // A deadline passed: somebody may have expired. Renewals run first (next
                 // loop turn), then the reconcile cuts off the rest.
             }

@@ -60,7 +60,7 @@ pub async fn run(args: &Args) -> Result<()> {
         "\n== fan-out: {routers} routers × {per_router} customers through one broker, in-process agents (load {})",
         crate::system::load_average()
     );
-    let central = Central::start(args.sqlite_synchronous).await?;
+    let central = Central::start(args, "central-fanout.log").await?;
     let api = central.api.clone();
     let package = api.package("Bench 10").await?;
 

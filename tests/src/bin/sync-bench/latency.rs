@@ -3,6 +3,9 @@
 //! request is sent:
 //!
 //! - `api`: central answered (the change, its audit row and its outbox row are committed);
+//! - `reconcile started`: the agent's first request to the router after the change (the tap):
+//!   before it, central, the broker and the agent's apply; after it, the agent's full
+//!   reconcile pass (it reads every menu of the router, plans, writes);
 //! - `router write`: the agent's write carrying the new password reached the router's REST
 //!   port (the tap; exact);
 //! - `visible`: the router's state shows it, polled through the simulator's control API every
@@ -20,7 +23,8 @@ pub async fn run(pop: &Pop, args: &Args) -> Result<()> {
         pop.customers.len(),
         crate::system::load_average()
     );
-    let (mut api_times, mut write_times, mut visible_times) = (vec![], vec![], vec![]);
+    let (mut api_times, mut first_times, mut write_times, mut visible_times) =
+        (vec![], vec![], vec![], vec![]);
     let run_started = Instant::now();
     for i in 0..args.changes {
         let (id, name) = &pop.customers[i % pop.customers.len()];
@@ -39,7 +43,8 @@ pub async fn run(pop: &Pop, args: &Args) -> Result<()> {
                 )
             })?
             .context("the tap stopped")?;
-        write_times.push(at.duration_since(started));
+        first_times.push(at.first_request.saturating_duration_since(started));
+        write_times.push(at.needle.duration_since(started));
         visible_times.push(visible(pop, name, &password, started, args.timeout()).await?);
     }
     let elapsed = run_started.elapsed();
@@ -53,6 +58,10 @@ pub async fn run(pop: &Pop, args: &Args) -> Result<()> {
     println!("|---|---:|---:|---:|---:|");
     for (what, times) in [
         ("API answered (committed at central)", &mut api_times),
+        (
+            "agent's first router request (reconcile started)",
+            &mut first_times,
+        ),
         ("write reached the router (tap)", &mut write_times),
         (
             "visible in the router's state (1 ms poll)",

@@ -26,6 +26,7 @@ mod tap;
 
 use anyhow::Result;
 use clap::{Parser, ValueEnum};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 #[derive(Parser, Debug, Clone)]
@@ -70,11 +71,20 @@ pub struct Args {
     /// Give up on any single wait (convergence, catch-up) after this many seconds.
     #[arg(long, default_value_t = 600)]
     pub timeout_secs: u64,
+    /// Keep central's and the agent's logs in this directory (default: a temp dir, removed
+    /// at the end). Their level follows RUST_LOG, which the children inherit.
+    #[arg(long, value_name = "DIR")]
+    pub log_dir: Option<PathBuf>,
 }
 
 impl Args {
     pub fn timeout(&self) -> Duration {
         Duration::from_secs(self.timeout_secs)
+    }
+
+    /// Where a child's log goes: `--log-dir` or `fallback` (a temp dir).
+    pub fn log_path(&self, fallback: &Path, name: &str) -> PathBuf {
+        self.log_dir.as_deref().unwrap_or(fallback).join(name)
     }
 }
 
@@ -108,6 +118,9 @@ async fn main() -> Result<()> {
         "--customers, --routers and --router-customers must be at least 1"
     );
     anyhow::ensure!(args.concurrency > 0, "--concurrency must be at least 1");
+    if let Some(dir) = &args.log_dir {
+        std::fs::create_dir_all(dir)?;
+    }
     easyisp_tests::sim_harness::install_crypto_provider();
     // Dropping `run` (Ctrl-C) drops every process guard, which kills the children.
     tokio::select! {

@@ -2,9 +2,9 @@
 //! `easyisp-central serve` (with its managed Mosquitto, which dies with it), the RouterOS
 //! simulator, and a real agent enrolled through central's API, as scripts/demo does by hand.
 
+use crate::Args;
 use crate::api::{Api, pending_changes};
 use crate::tap::Tap;
-use crate::{Args, Synchronous};
 use anyhow::{Context, Result, bail};
 use easyisp_tests::sim_harness::{SimOptions, SimProcess};
 use std::path::{Path, PathBuf};
@@ -40,24 +40,27 @@ fn free_port() -> Result<u16> {
         .port())
 }
 
-fn log_file(dir: &Path, name: &str) -> Result<std::fs::File> {
+fn log_file(path: &Path) -> Result<std::fs::File> {
     Ok(std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(dir.join(name))?)
+        .open(path)?)
 }
 
 /// A running `easyisp-central serve` with one tenant and a logged-in admin.
 pub struct Central {
-    _child: Child,
+    child: Child,
     pub api: Api,
-    pub dir: tempfile::TempDir,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
 }
 
 impl Central {
-    pub async fn start(synchronous: Synchronous) -> Result<Central> {
+    /// `log_name`: the log's file name in `--log-dir` (or in central's temp dir).
+    pub async fn start(args: &Args, log_name: &str) -> Result<Central> {
         let binary = beside("easyisp-central")?;
         let dir = tempfile::tempdir()?;
+        let log = args.log_path(dir.path(), log_name);
         let data = dir.path().join("data");
         // A fresh random password per run; it is never printed.
         let password = format!("Bench-{}", uuid::Uuid::new_v4().simple());
@@ -85,21 +88,22 @@ impl Central {
             .arg("--mqtt")
             .arg(format!("127.0.0.1:{mqtt}"))
             .args(["--customer-create-rate", "0"])
-            .args(["--sqlite-synchronous", synchronous.flag()])
+            .args(["--sqlite-synchronous", args.sqlite_synchronous.flag()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(log_file(dir.path(), "central.log")?)
+            .stderr(log_file(&log)?)
             .kill_on_drop(true)
             .spawn()
             .context("starting easyisp-central serve")?;
         let mut central = Central {
-            _child: child,
+            child,
             api: Api::new(format!("http://127.0.0.1:{http}"))?,
-            dir,
+            log,
+            _dir: dir,
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         while !central.api.healthy().await {
-            if let Ok(Some(status)) = central._child.try_wait() {
+            if let Ok(Some(status)) = central.child.try_wait() {
                 bail!(
                     "central exited ({status}); its log:\n{}",
                     central.log_tail()
@@ -119,7 +123,7 @@ impl Central {
 
     /// The end of central's log, for error messages (it never logs secrets).
     pub fn log_tail(&self) -> String {
-        tail(&self.dir.path().join("central.log"))
+        tail(&self.log)
     }
 }
 
@@ -140,13 +144,14 @@ pub struct Pop {
     pub customers: Vec<(String, String)>,
     agent: Option<Child>,
     config: PathBuf,
-    dir: tempfile::TempDir,
+    agent_log: PathBuf,
+    _dir: tempfile::TempDir,
 }
 
 impl Pop {
     pub async fn start(args: &Args) -> Result<Pop> {
         let agent_binary = beside("easyisp-agent")?;
-        let central = Central::start(args.sqlite_synchronous).await?;
+        let central = Central::start(args, "central.log").await?;
         let sim = SimProcess::start(SimOptions::default()).await?;
         let tap = Tap::start(([127, 0, 0, 1], sim.ports.rest).into()).await?;
         let api = &central.api;
@@ -191,7 +196,8 @@ impl Pop {
             customers: Vec::new(),
             agent: None,
             config,
-            dir,
+            agent_log: args.log_path(dir.path(), "agent.log"),
+            _dir: dir,
         };
         pop.start_agent()?;
         pop.create_customers(&package, args).await?;
@@ -233,7 +239,7 @@ impl Pop {
             .arg("run")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(log_file(self.dir.path(), "agent.log")?)
+            .stderr(log_file(&self.agent_log)?)
             .kill_on_drop(true)
             .spawn()
             .context("starting easyisp-agent run")?;
@@ -250,7 +256,7 @@ impl Pop {
     }
 
     pub fn agent_log_tail(&self) -> String {
-        tail(&self.dir.path().join("agent.log"))
+        tail(&self.agent_log)
     }
 
     /// Central's outbox for the router is empty (`sync.pendingChanges` = 0).

@@ -1,7 +1,9 @@
 //! A loopback TCP proxy between the agent and the simulator's REST port that notes the
 //! moment a given byte string (a new password, unique per change) passes towards the router.
 //! That is when the router receives the write, to the microsecond, without polling the
-//! router; the simulator applies a request within the same millisecond.
+//! router; the simulator applies a request within the same millisecond. It also notes the
+//! first request of any kind after it was armed: the start of the agent's reconcile pass
+//! (its reads of every menu), which splits a change's latency in two.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -14,7 +16,15 @@ use tokio::task::JoinHandle;
 /// What the tap looks for, and whom to tell.
 struct Watch {
     needle: Vec<u8>,
-    seen: oneshot::Sender<Instant>,
+    first_request: Option<Instant>,
+    seen: oneshot::Sender<Seen>,
+}
+
+/// When the router got the agent's first request after arming, and the watched bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct Seen {
+    pub first_request: Instant,
+    pub needle: Instant,
 }
 
 type Slot = Arc<Mutex<Option<Watch>>>;
@@ -38,12 +48,13 @@ impl Tap {
         self.addr
     }
 
-    /// Arms the tap: the receiver gets the time `needle` is first seen going to the router.
-    /// A new watch replaces an older one.
-    pub fn watch(&self, needle: &str) -> oneshot::Receiver<Instant> {
+    /// Arms the tap: the receiver gets the time `needle` is first seen going to the router
+    /// (and of the first request since arming). A new watch replaces an older one.
+    pub fn watch(&self, needle: &str) -> oneshot::Receiver<Seen> {
         let (seen, receiver) = oneshot::channel();
         let watch = Watch {
             needle: needle.as_bytes().to_vec(),
+            first_request: None,
             seen,
         };
         if let Ok(mut slot) = self.slot.lock() {
@@ -103,10 +114,16 @@ fn check(slot: &Slot, data: &[u8], at: Instant) {
     let Ok(mut slot) = slot.lock() else {
         return;
     };
-    let found = slot.as_ref().is_some_and(|w| {
-        !w.needle.is_empty() && data.windows(w.needle.len()).any(|win| win == w.needle)
-    });
+    let Some(watch) = slot.as_mut() else {
+        return;
+    };
+    let first_request = *watch.first_request.get_or_insert(at);
+    let found =
+        !watch.needle.is_empty() && data.windows(watch.needle.len()).any(|w| w == watch.needle);
     if found && let Some(watch) = slot.take() {
-        let _ = watch.seen.send(at);
+        let _ = watch.seen.send(Seen {
+            first_request,
+            needle: at,
+        });
     }
 }
