@@ -19,11 +19,13 @@ use crate::config::Config;
 use crate::replica::{Replica, ReplicaError};
 use easyisp_protocol::session::SessionKind;
 use router_link::RouterLink;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use uuid::Uuid;
 
 pub use reconcile_task::reconcile_once;
 
@@ -45,6 +47,17 @@ pub struct Shared {
     pub outbox_grew: Arc<Notify>,
     /// Counters for the Prometheus endpoint (`agent.metrics_listen`).
     pub metrics: Arc<metrics::Metrics>,
+    /// What changed since the reconcile task last looked (it takes and clears it).
+    pub dirty: Arc<std::sync::Mutex<Dirty>>,
+}
+
+/// What changed in the replica since the last reconcile pass began.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Dirty {
+    /// Something beyond individual customers (packages, a snapshot): a full pass is needed.
+    pub full: bool,
+    /// Customers whose router objects may need changing: a targeted pass will do.
+    pub customers: BTreeSet<Uuid>,
 }
 
 impl Shared {
@@ -61,6 +74,7 @@ impl Shared {
             kicked: Arc::default(),
             outbox_grew: Arc::new(Notify::new()),
             metrics: Arc::default(),
+            dirty: Arc::default(),
         })
     }
 
@@ -70,10 +84,35 @@ impl Shared {
         self.config.assume_clock_synchronised || crate::clock::kernel_says_synchronised()
     }
 
-    /// Tells the reconcile and expiry tasks that customers or packages changed.
+    /// Tells the reconcile and expiry tasks that customers or packages changed (the next
+    /// reconcile pass is a full one).
     pub fn replica_changed(&self) {
+        if let Ok(mut dirty) = self.dirty.lock() {
+            dirty.full = true;
+        }
         self.changed.notify_one();
         self.expiry_wake.notify_one();
+    }
+
+    /// Tells the reconcile and expiry tasks that these customers changed (and nothing else):
+    /// the reconcile task may look at just their router objects.
+    pub fn customers_changed(&self, customers: &BTreeSet<Uuid>) {
+        if let Ok(mut dirty) = self.dirty.lock() {
+            dirty.customers.extend(customers.iter().copied());
+        }
+        self.changed.notify_one();
+        self.expiry_wake.notify_one();
+    }
+
+    /// Takes what changed since the last call. A poisoned lock counts as "everything".
+    pub fn take_dirty(&self) -> Dirty {
+        match self.dirty.lock() {
+            Ok(mut dirty) => std::mem::take(&mut *dirty),
+            Err(_) => Dirty {
+                full: true,
+                customers: BTreeSet::new(),
+            },
+        }
     }
 
     /// Tells the sync publisher that the outbox has new changes for central.

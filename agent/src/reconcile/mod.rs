@@ -9,6 +9,7 @@
 pub mod desired;
 pub mod plan;
 pub mod run;
+pub mod targeted;
 
 use uuid::Uuid;
 

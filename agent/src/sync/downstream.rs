@@ -17,6 +17,7 @@ use easyisp_protocol::envelope::{ChangeBatch, ChangeBody, Rejected};
 use easyisp_protocol::ledger::{Actor, ActorKind};
 use easyisp_protocol::merge::Conflict;
 use rusqlite::Connection;
+use std::collections::BTreeSet;
 use uuid::Uuid;
 
 /// Who this agent is, for checking and stamping what it applies.
@@ -82,10 +83,14 @@ pub fn check(body: &ChangeBody, site: &Site) -> std::result::Result<(), String> 
 }
 
 /// What applying changes did, beyond the replica rows.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Effects {
     /// Customers, packages or ledger entries changed: reconcile and re-plan expiry.
     pub replica_changed: bool,
+    /// A package changed: the reconcile must be a full pass (profiles, every customer on it).
+    pub packages_changed: bool,
+    /// The customers whose records (or ledgers) changed.
+    pub customers: BTreeSet<Uuid>,
     /// Conflict events were queued in the outbox for central.
     pub conflicts: usize,
 }
@@ -172,6 +177,7 @@ pub fn merge(
                 effects.conflicts += 1;
             }
             effects.replica_changed = true;
+            effects.customers.insert(incoming.id);
         }
         ChangeBody::Package(incoming) => {
             if let Some(stamp) = incoming.max_stamp() {
@@ -179,10 +185,12 @@ pub fn merge(
             }
             store::merge_package(tx, incoming)?;
             effects.replica_changed = true;
+            effects.packages_changed = true;
         }
         ChangeBody::Ledger(entry) => {
             if store::insert_ledger(tx, entry)? {
                 effects.replica_changed = true;
+                effects.customers.insert(entry.customer_id);
             }
         }
         ChangeBody::Audit(_) | ChangeBody::Session(_) | ChangeBody::Noop => {}

@@ -392,8 +392,10 @@ impl Sync {
             changed = applied.effects.replica_changed,
             "applied central's changes"
         );
-        if applied.effects.replica_changed {
+        if applied.effects.packages_changed {
             self.shared.replica_changed();
+        } else if applied.effects.replica_changed {
+            self.shared.customers_changed(&applied.effects.customers);
         }
         if applied.effects.conflicts > 0 {
             self.shared.outbox_changed();

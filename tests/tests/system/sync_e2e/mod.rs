@@ -4,6 +4,7 @@
 
 mod faults;
 mod flow;
+mod targeted;
 
 use crate::central_api::harness::Central;
 use easyisp_tests::binaries::workspace_bin;
@@ -121,8 +122,8 @@ impl Pop {
         let child = Command::new(workspace_bin("easyisp-agent"))
             .arg("--config")
             .arg(&self.config)
-            .args(["run", "--reconcile-interval", "5s", "--poll-interval", "1s"])
-            .args(extra)
+            .arg("run")
+            .args(run_args(extra))
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -146,8 +147,8 @@ impl Pop {
             .arg(workspace_bin("easyisp-agent"))
             .arg("--config")
             .arg(&self.config)
-            .args(["run", "--reconcile-interval", "5s", "--poll-interval", "1s"])
-            .args(extra)
+            .arg("run")
+            .args(run_args(extra))
             .env("RUST_LOG", "info")
             .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
             .stdin(Stdio::null())
@@ -220,6 +221,18 @@ impl Pop {
         }
         panic!("timed out waiting for {what}\n{}", self.logs());
     }
+}
+
+/// `run`'s flags: a 5 s full reconcile and a 1 s counter poll unless `extra` sets its own.
+fn run_args(extra: &[String]) -> Vec<String> {
+    let mut args = Vec::new();
+    for (flag, default) in [("--reconcile-interval", "5s"), ("--poll-interval", "1s")] {
+        if !extra.iter().any(|a| a == flag) {
+            args.extend([flag.to_string(), default.to_string()]);
+        }
+    }
+    args.extend(extra.iter().cloned());
+    args
 }
 
 fn tail(log: &str) -> &str {
