@@ -14,6 +14,9 @@ use std::time::Duration;
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StatusReport {
+    /// Whether an `easyisp-agent run` holds this data directory's lock; `None` when that
+    /// cannot be told. When it is not running, the sync and reconcile lines are history.
+    pub daemon_running: Option<bool>,
     pub router_id: String,
     pub router_url: String,
     pub router_reachable: bool,
@@ -111,6 +114,7 @@ pub async fn status(config: &Config) -> anyhow::Result<StatusReport> {
         Err(_) => Some("no answer within 8 s".to_string()),
     };
     Ok(StatusReport {
+        daemon_running: crate::daemon::run_lock::held(&config.data_dir),
         router_id: config.router_id.to_string(),
         router_url: config.router_url.to_string(),
         router_reachable: router_error.is_none(),
@@ -151,6 +155,18 @@ fn sync_state(conn: &rusqlite::Connection) -> crate::replica::Result<SyncState> 
 impl std::fmt::Display for StatusReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let yes_no = |b: bool| if b { "yes" } else { "no" };
+        match self.daemon_running {
+            Some(true) => writeln!(f, "agent daemon:     running")?,
+            Some(false) => writeln!(
+                f,
+                "agent daemon:     NOT running (`run` or the systemd unit starts it); the \
+                 reconcile and sync lines below are as it last recorded them"
+            )?,
+            None => writeln!(
+                f,
+                "agent daemon:     unknown (cannot read the lock file in the data directory)"
+            )?,
+        }
         writeln!(
             f,
             "router:           {} ({})",
@@ -220,6 +236,12 @@ impl std::fmt::Display for StatusReport {
             )?,
             Some(sync) => {
                 match &sync.link {
+                    Some(link) if link.connected && self.daemon_running == Some(false) => writeln!(
+                        f,
+                        "sync:             last connected to {} (session {}); the agent has \
+                             stopped since",
+                        link.broker, link.session
+                    )?,
                     Some(link) if link.connected => writeln!(
                         f,
                         "sync:             connected to {} since {} (session {})",

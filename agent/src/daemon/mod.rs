@@ -12,6 +12,7 @@ pub mod metrics;
 mod metrics_task;
 mod reconcile_task;
 pub mod router_link;
+pub mod run_lock;
 pub mod state;
 mod timekeeping;
 
@@ -145,6 +146,8 @@ pub async fn run(
     if let Some(addr) = overrides.metrics_listen {
         config.metrics_listen = Some(addr);
     }
+    // Before the replica is opened: a second daemon on the same data directory stops here.
+    let _lock = run_lock::acquire(&config.data_dir)?;
     let shared = Shared::open(config)?;
     tracing::info!(
         router = %shared.config.router_id,

@@ -124,6 +124,9 @@ async fn the_agent_converges_after_kill_9_mid_reconcile_and_stops_on_sigterm() {
         "killed mid-reconcile with {partial} of {CUSTOMERS} created"
     );
 
+    // Killed, it holds nothing: status says so rather than showing its last state as live.
+    assert_eq!(status_json(&config).await["daemonRunning"], false);
+
     // Restarted, it finishes the job without duplicates or errors.
     let mut agent = spawn_agent(&config);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -142,23 +145,28 @@ async fn the_agent_converges_after_kill_9_mid_reconcile_and_stops_on_sigterm() {
             .all(|s| s["disabled"] == "false" && s["profile"] == "Home 10")
     );
 
-    let status = Command::new(workspace_bin("easyisp-agent"))
-        .arg("--config")
-        .arg(&config)
-        .args(["status", "--json"])
-        .output()
-        .await
-        .expect("status runs");
-    assert!(
-        status.status.success(),
-        "{}",
-        String::from_utf8_lossy(&status.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&status.stdout).expect("status JSON");
+    // A second daemon on the same data directory is refused at once.
+    let second = tokio::time::timeout(
+        Duration::from_secs(15),
+        Command::new(workspace_bin("easyisp-agent"))
+            .arg("--config")
+            .arg(&config)
+            .arg("run")
+            .output(),
+    )
+    .await
+    .expect("the second run exits")
+    .expect("second run starts");
+    assert!(!second.status.success());
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(stderr.contains("already running"), "{stderr}");
+
+    let report = status_json(&config).await;
+    assert_eq!(report["daemonRunning"], true);
     assert_eq!(report["customers"], CUSTOMERS as u64);
     assert_eq!(report["routerReachable"], true);
     assert_eq!(report["customersByStatus"]["active"], CUSTOMERS as u64);
-    let text = String::from_utf8_lossy(&status.stdout);
+    let text = report.to_string();
     assert!(
         !text.contains("Zebra-Lamp-42") && !text.contains(&sim.options.password),
         "no secret in status"
@@ -176,4 +184,21 @@ async fn the_agent_converges_after_kill_9_mid_reconcile_and_stops_on_sigterm() {
         .expect("stops")
         .unwrap();
     assert!(exit.success(), "clean exit on SIGTERM: {exit}");
+}
+
+/// `easyisp-agent status --json`, parsed.
+async fn status_json(config: &Path) -> serde_json::Value {
+    let status = Command::new(workspace_bin("easyisp-agent"))
+        .arg("--config")
+        .arg(config)
+        .args(["status", "--json"])
+        .output()
+        .await
+        .expect("status runs");
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    serde_json::from_slice(&status.stdout).expect("status JSON")
 }
