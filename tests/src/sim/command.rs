@@ -218,8 +218,20 @@ pub fn print(
         _ => Box::new(table.rows()),
     };
     let stats = menu.path == "ppp/active" && req.args.iter().any(|(k, _)| k == "stats");
+    let stored = stored_equalities(menu, &words);
     let mut out = Vec::new();
     for row in candidates {
+        // A row without computed fields renders its stored values as they are: an equality
+        // they fail is failed by the rendered row too, so skip rendering it (rendering every
+        // row of a 10,000-row menu dominated filtered prints). The full query still decides.
+        if let Some(eqs) = &stored
+            && row.since.is_none()
+            && !eqs
+                .iter()
+                .all(|(k, v, absent)| row.get(k).map_or(*absent, |x| x.as_slice()) == v.as_slice())
+        {
+            continue;
+        }
         let mut r = st.render(menu, row, now, wall);
         if stats {
             add_session_stats(st, row, &mut r);
@@ -236,6 +248,33 @@ pub fn print(
         });
     }
     Ok(out)
+}
+
+/// When the query is only equalities on stored fields of a list menu: each `(field, value,
+/// what an absent field compares as)`, for a check on the stored row. `None` otherwise (any
+/// other word, `.id`, a singleton).
+fn stored_equalities<'w>(
+    menu: &Menu,
+    words: &'w [Word],
+) -> Option<Vec<(&'w str, &'w Bytes, &'static [u8])>> {
+    if menu.kind == MenuKind::Singleton || words.is_empty() {
+        return None;
+    }
+    words
+        .iter()
+        .map(|w| match w {
+            Word::Eq(k, v) => {
+                let field = menu.field(k)?;
+                let absent: &'static [u8] = if field.kind == Kind::Flag {
+                    b"false"
+                } else {
+                    b""
+                };
+                Some((k.as_str(), v, absent))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// Resolved ids and the remaining arguments.
