@@ -33,6 +33,36 @@ pub fn event(
 
 pub(super) fn insert(conn: &Connection, event: &AuditEvent) -> Result<()> {
     let changes = serde_json::to_string(&event.changes).map_err(StorageError::corrupt)?;
+    insert_row(
+        conn,
+        &PreparedEvent {
+            id: event.id,
+            tenant_id: event.tenant_id,
+            entity: &event.entity,
+            entity_id: event.entity_id,
+            at: event.at,
+            actor: actor_json(&event.actor),
+            action: &event.action,
+            changes,
+        },
+    )
+}
+
+/// An event with its actor and changes already in their stored JSON form: bulk imports build
+/// these off the writer thread and hand them to `Tx::audit_prepared`.
+#[derive(Debug, Clone)]
+pub struct PreparedEvent<'a> {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub entity: &'a str,
+    pub entity_id: Uuid,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub action: &'a str,
+    pub changes: String,
+}
+
+pub(super) fn insert_row(conn: &Connection, event: &PreparedEvent<'_>) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO audit (id, tenant_id, entity, entity_id, at, actor, action, changes)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -43,9 +73,9 @@ pub(super) fn insert(conn: &Connection, event: &AuditEvent) -> Result<()> {
         event.entity,
         event.entity_id.to_string(),
         ms(event.at),
-        actor_json(&event.actor),
+        event.actor,
         event.action,
-        changes,
+        event.changes,
     ])?;
     Ok(())
 }

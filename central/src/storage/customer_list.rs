@@ -1,12 +1,13 @@
 //! The customer list: filters, keyset pagination (`cursor` = the last row's rowid, newest
 //! first) alongside `page`, and substring search through the FTS5 trigram index.
 //!
-//! Search shape (perf-baselines.md 2q): candidates come newest-first from the FTS index with
-//! the `LIMIT` inside the FTS query, in chunks; each candidate is checked by primary key for
-//! tenant, deletion and the other filters. The work per request is bounded
-//! ([`MAX_EXAMINED`]); if the bound is hit before the page fills, the page is returned short
-//! with a `nextCursor` to continue from. Terms shorter than 3 characters (below the trigram
-//! size) fall back to `LIKE` over the tenant's rows.
+//! Search shape (perf-baselines.md 2q): one pass takes candidates newest-first from the FTS
+//! index with the `LIMIT` inside the FTS query and checks each by primary key for tenant,
+//! deletion and the other filters, in one statement. The pass looks at no more candidates
+//! than the page and the capped total need (`SEARCH_TOTAL_CAP` + 1), so for a single-tenant
+//! search one pass gives both the page and the total; if the bound is hit before the page
+//! fills, the page is returned short with a `nextCursor` to continue from. Terms shorter than
+//! 3 characters (below the trigram size) fall back to `LIKE` over the tenant's rows.
 //!
 //! Totals: without search they are exact, from the maintained counts (see `counts`). With
 //! search they are counted up to [`SEARCH_TOTAL_CAP`]; past it `total` is the cap and
@@ -23,8 +24,6 @@ use uuid::Uuid;
 
 /// Search totals are exact up to this many matches.
 pub const SEARCH_TOTAL_CAP: u64 = 1000;
-/// Search candidates examined per request at most.
-const MAX_EXAMINED: usize = 2000;
 
 #[derive(Debug, Clone, Default)]
 pub struct CustomerFilter {
@@ -139,34 +138,66 @@ fn like_pattern(term: &str) -> String {
     format!("%{escaped}%")
 }
 
-/// Newest-first candidate rowids below `below` for a search term, `limit` at a time.
-fn candidates(
+/// The matches of one search pass: candidates newest-first below the cursor, at most `limit`.
+struct Matches {
+    /// Rowids of the candidates that are the tenant's live customers passing the filters.
+    rowids: Vec<i64>,
+    /// Candidates looked at (matching or not).
+    examined: usize,
+    /// The oldest candidate looked at: where a pass cut short by `limit` continues.
+    last: Option<i64>,
+}
+
+/// One pass over the search index: up to `limit` candidates newest-first below `below`, from
+/// the FTS5 trigram index with the `LIMIT` inside its query (perf-baselines 2q), each checked
+/// by primary key for tenant, deletion and the other filters in the same statement. Terms
+/// shorter than a trigram scan the tenant's rows with `LIKE` instead.
+fn matches(
     conn: &Connection,
     tenant: Uuid,
     term: &str,
+    filter: &CustomerFilter,
+    now: DateTime<Utc>,
     below: i64,
     limit: usize,
-) -> Result<Vec<i64>> {
-    let rows = if term.chars().count() >= 3 {
-        conn.prepare_cached(
-            "SELECT rowid FROM customers_fts WHERE customers_fts MATCH ?1 AND rowid < ?2
-             ORDER BY rowid DESC LIMIT ?3",
-        )?
-        .query_map(
-            rusqlite::params![fts_phrase(term), below, limit as i64],
-            |r| r.get(0),
-        )?
-        .collect::<rusqlite::Result<Vec<i64>>>()?
+) -> Result<Matches> {
+    let mut binds: Vec<Box<dyn ToSql>> = vec![
+        Box::new(tenant.to_string()),
+        Box::new(below),
+        Box::new(limit as i64),
+    ];
+    let candidates = if term.chars().count() >= 3 {
+        binds.push(Box::new(fts_phrase(term)));
+        "SELECT rowid FROM customers_fts WHERE customers_fts MATCH ?4 AND rowid < ?2
+         ORDER BY rowid DESC LIMIT ?3"
     } else {
-        conn.prepare_cached(
-            "SELECT c.rowid FROM customers c WHERE c.tenant_id = ?1 AND c.deleted_at IS NULL AND c.rowid < ?2
-               AND (c.username LIKE ?3 ESCAPE '\\' OR c.name LIKE ?3 ESCAPE '\\' OR c.phone LIKE ?3 ESCAPE '\\')
-             ORDER BY c.rowid DESC LIMIT ?4",
-        )?
-        .query_map(rusqlite::params![tenant.to_string(), below, like_pattern(term), limit as i64], |r| r.get(0))?
-        .collect::<rusqlite::Result<Vec<i64>>>()?
+        binds.push(Box::new(like_pattern(term)));
+        "SELECT c.rowid FROM customers c WHERE c.tenant_id = ?1 AND c.deleted_at IS NULL AND c.rowid < ?2
+           AND (c.username LIKE ?4 ESCAPE '\\' OR c.name LIKE ?4 ESCAPE '\\' OR c.phone LIKE ?4 ESCAPE '\\')
+         ORDER BY c.rowid DESC LIMIT ?3"
     };
-    Ok(rows)
+    let cond = conditions(filter, now.timestamp_millis(), &mut binds);
+    let sql = format!(
+        "SELECT m.rowid, c.rowid IS NOT NULL AND c.tenant_id = ?1 AND c.deleted_at IS NULL{cond}
+         FROM ({candidates}) m LEFT JOIN customers c ON c.rowid = m.rowid
+         ORDER BY m.rowid DESC"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt.query(refs(&binds).as_slice())?;
+    let mut found = Matches {
+        rowids: Vec::new(),
+        examined: 0,
+        last: None,
+    };
+    while let Some(row) = rows.next()? {
+        let rowid: i64 = row.get(0)?;
+        found.examined += 1;
+        found.last = Some(rowid);
+        if row.get::<_, Option<bool>>(1)?.unwrap_or(false) {
+            found.rowids.push(rowid);
+        }
+    }
+    Ok(found)
 }
 
 /// One page of search results.
@@ -176,11 +207,14 @@ struct SearchPage {
     more: bool,
     /// Where to continue when the work bound cut the page short.
     resume: Option<i64>,
-    /// The exact total, when the page query saw every match.
+    /// The total when the pass itself shows it: exact when it saw every match, or more than
+    /// the cap.
     known_total: Option<u64>,
 }
 
-/// Searches newest-first from the cursor, within the work bound.
+/// Searches newest-first from the cursor in one pass over the index. The pass looks at no
+/// more candidates than the page and the capped total need; when that bound is hit before
+/// the page fills, the page is returned short with a cursor to continue from.
 fn list_search(
     conn: &Connection,
     tenant: Uuid,
@@ -188,59 +222,47 @@ fn list_search(
     filter: &CustomerFilter,
     now: DateTime<Utc>,
 ) -> Result<SearchPage> {
-    let mut binds: Vec<Box<dyn ToSql>> = vec![Box::new(0i64), Box::new(tenant.to_string())];
-    let sql = format!(
-        "{SELECT} WHERE c.rowid = ?1 AND c.tenant_id = ?2 AND c.deleted_at IS NULL{}",
-        conditions(filter, now.timestamp_millis(), &mut binds)
-    );
-    let mut check = conn.prepare_cached(&sql)?;
     let skip = if filter.cursor.is_none() {
         (filter.page.max(1) - 1) as usize * filter.page_size as usize
     } else {
         0
     };
     let want = skip + filter.page_size as usize + 1;
-    let budget = MAX_EXAMINED.max(want * 4);
-    let chunk = (filter.page_size as usize * 2).clamp(50, 500);
-    let mut below = filter.cursor.unwrap_or(i64::MAX);
-    let (mut found, mut examined) = (Vec::new(), 0usize);
-    let saw_everything = loop {
-        let batch = candidates(conn, tenant, term, below, chunk)?;
-        let exhausted = batch.len() < chunk;
-        for rowid in batch {
-            examined += 1;
-            below = rowid;
-            binds[0] = Box::new(rowid);
-            let mut rows = check.query(refs(&binds).as_slice())?;
-            if let Some(row) = rows.next()? {
-                found.push(CustomerRow::read(row)?);
-                if found.len() >= want {
-                    break;
-                }
-            }
-        }
-        if found.len() >= want || exhausted {
-            break exhausted && found.len() < want;
-        }
-        if examined >= budget {
-            let rows: Vec<CustomerRow> = found.into_iter().skip(skip).collect();
-            return Ok(SearchPage {
-                rows,
-                more: true,
-                resume: Some(below),
-                known_total: None,
-            });
-        }
+    let limit = want.max(SEARCH_TOTAL_CAP as usize + 1);
+    let below = filter.cursor.unwrap_or(i64::MAX);
+    let found = matches(conn, tenant, term, filter, now, below, limit)?;
+    let exhausted = found.examined < limit;
+    let known_total = match filter.cursor {
+        // Starting from the newest and running out of candidates means every match was seen.
+        None if exhausted => Some(found.rowids.len() as u64),
+        None if found.rowids.len() as u64 > SEARCH_TOTAL_CAP => Some(found.rowids.len() as u64),
+        _ => None,
     };
-    // Starting from the newest and running out of candidates means every match was seen:
-    // the total is known without a second search.
-    let known_total = (saw_everything && filter.cursor.is_none()).then_some(found.len() as u64);
-    let mut rows: Vec<CustomerRow> = found.into_iter().skip(skip).collect();
-    let more = rows.len() > filter.page_size as usize;
-    rows.truncate(filter.page_size as usize);
+    let mut load = conn.prepare_cached(&format!("{SELECT} WHERE c.rowid = ?1"))?;
+    let mut rows = Vec::new();
+    for rowid in found
+        .rowids
+        .iter()
+        .skip(skip)
+        .take(filter.page_size as usize)
+    {
+        let mut result = load.query([rowid])?;
+        if let Some(row) = result.next()? {
+            rows.push(CustomerRow::read(row)?);
+        }
+    }
+    let page_full = found.rowids.len() >= want;
+    if !page_full && !exhausted {
+        return Ok(SearchPage {
+            rows,
+            more: true,
+            resume: found.last,
+            known_total,
+        });
+    }
     Ok(SearchPage {
         rows,
-        more,
+        more: page_full,
         resume: None,
         known_total,
     })

@@ -123,6 +123,49 @@ pub const SELECT: &str = "SELECT c.rowid, c.id, c.tenant_id, c.username, c.passw
     LEFT JOIN packages p ON p.id = c.package_id AND p.tenant_id = c.tenant_id
     LEFT JOIN routers r ON r.id = c.router_id AND r.tenant_id = c.tenant_id";
 
+/// Every stamped field of a customer, in the order `changed_fields` visits them.
+pub const STAMPED_FIELDS: [&str; 24] = [
+    "username",
+    "password",
+    "name",
+    "email",
+    "phone",
+    "connection_type",
+    "package_id",
+    "router_id",
+    "expires_at",
+    "location",
+    "latitude",
+    "longitude",
+    "apartment_number",
+    "house_number",
+    "suspended",
+    "disabled",
+    "auto_renew",
+    "static_ip",
+    "mac_bindings",
+    "tags",
+    "last_ip",
+    "last_mac",
+    "created_at",
+    "deleted_at",
+];
+
+/// Adds the customers with rowids `first..=last` to the search index in one statement.
+///
+/// Inserts index explicitly rather than by trigger (migration 6): a trigger makes every
+/// customer `INSERT` open a statement savepoint, and FTS5 writes its pending terms out as a
+/// new index segment at each savepoint — one tiny segment per row in a bulk import, merged
+/// again and again. One statement per import batch leaves one segment per batch.
+pub(super) fn index_for_search(conn: &Connection, first: i64, last: i64) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO customers_fts (rowid, username, name, phone)
+         SELECT rowid, username, name, phone FROM customers WHERE rowid BETWEEN ?1 AND ?2",
+    )?
+    .execute(params![first, last])?;
+    Ok(())
+}
+
 /// Null, false, "" and [] : what a new record's unset fields look like.
 pub fn is_empty_value(value: &Value) -> bool {
     match value {
@@ -235,8 +278,23 @@ impl CustomerRow {
         }
     }
 
-    /// Inserts (returning the new rowid) or updates every column.
+    /// Inserts (returning the new rowid, and adding the row to the search index) or updates
+    /// every column (an update trigger keeps the search index in step).
     pub fn save(&mut self, conn: &Connection, insert: bool) -> Result<()> {
+        self.write_row(conn, insert)?;
+        if insert {
+            index_for_search(conn, self.rowid, self.rowid)?;
+        }
+        Ok(())
+    }
+
+    /// Inserts the row without adding it to the search index: a bulk import indexes its whole
+    /// range of rowids at once with [`index_for_search`] before its job ends.
+    pub(super) fn insert_unindexed(&mut self, conn: &Connection) -> Result<()> {
+        self.write_row(conn, true)
+    }
+
+    fn write_row(&mut self, conn: &Connection, insert: bool) -> Result<()> {
         let sql = if insert {
             "INSERT INTO customers (id, tenant_id, username, password_enc, name, email, phone,
                 connection_type, package_id, router_id, expires_at, location, latitude_e7,
@@ -329,28 +387,41 @@ impl CustomerRow {
     pub fn diff(&mut self, tx: &mut Tx<'_>, old: Option<&CustomerRow>) -> Result<Vec<FieldChange>> {
         let mut stamps = std::mem::take(&mut self.stamps).into_parsed()?;
         let mut changes = Vec::new();
+        for (field, change) in self.changed_fields(old) {
+            let stamp = tx.stamp_after(stamps.get(field));
+            stamps.set(field, stamp);
+            changes.extend(change);
+        }
+        self.stamps = LazyStamps::Parsed(stamps);
+        Ok(changes)
+    }
+
+    /// The fields that differ from `old` (every field for a new row), in the order they are
+    /// stamped, each with its audit change when it is worth one. Needs no clock, so bulk
+    /// imports run it off the writer thread.
+    pub fn changed_fields(
+        &self,
+        old: Option<&CustomerRow>,
+    ) -> Vec<(&'static str, Option<FieldChange>)> {
+        let mut fields = Vec::with_capacity(STAMPED_FIELDS.len());
         macro_rules! field {
             ($f:ident, $name:literal, $camel:literal) => {
                 let before = old.map(|o| o.$f.audit_value());
                 let after = self.$f.audit_value();
                 if before.as_ref() != Some(&after) {
-                    let stamp = tx.stamp_after(stamps.get($name));
-                    stamps.set($name, stamp);
                     // A new record's empty fields are not worth an audit line each.
-                    if before.is_some() || !is_empty_value(&after) {
-                        changes.push(FieldChange {
+                    let change =
+                        (before.is_some() || !is_empty_value(&after)).then(|| FieldChange {
                             field: $camel.into(),
                             old: before.unwrap_or(Value::Null),
                             new: after,
                         });
-                    }
+                    fields.push(($name, change));
                 }
             };
         }
         field!(username, "username", "username");
         if old.map(|o| &o.password_enc) != Some(&self.password_enc) {
-            let stamp = tx.stamp_after(stamps.get("password"));
-            stamps.set("password", stamp);
             let shown = |p: Option<&Option<Vec<u8>>>| match p {
                 Some(Some(_)) => secret_change(),
                 _ => Value::Null,
@@ -360,11 +431,12 @@ impl CustomerRow {
             } else {
                 Value::Null
             };
-            changes.push(FieldChange {
+            let change = FieldChange {
                 field: "password".into(),
                 old: shown(old.map(|o| &o.password_enc)),
                 new,
-            });
+            };
+            fields.push(("password", Some(change)));
         }
         field!(name, "name", "name");
         field!(email, "email", "email");
@@ -388,8 +460,7 @@ impl CustomerRow {
         field!(last_mac, "last_mac", "lastMac");
         field!(created_at, "created_at", "createdAt");
         field!(deleted_at, "deleted_at", "deletedAt");
-        self.stamps = LazyStamps::Parsed(stamps);
-        Ok(changes)
+        fields
     }
 
     fn router_ref(&self) -> Option<RouterRef> {

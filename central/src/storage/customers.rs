@@ -64,7 +64,7 @@ pub(super) fn queue_sync(tx: &mut Tx<'_>, old: Option<&CustomerRow>, new: &Custo
     }
 }
 
-fn check_references(
+pub(super) fn check_references(
     conn: &Connection,
     tenant: Uuid,
     package: Option<Uuid>,
@@ -105,14 +105,14 @@ fn username_taken(conn: &Connection, tenant: Uuid, username: &str) -> Result<boo
         .exists(params![tenant.to_string(), username])?)
 }
 
-fn duplicate() -> StorageError {
+pub(super) fn duplicate() -> StorageError {
     StorageError::Conflict {
         field: Some("username"),
         message: "a customer with this username already exists in this tenant".into(),
     }
 }
 
-fn validity_days(conn: &Connection, tenant: Uuid, package: Uuid) -> Result<u32> {
+pub(super) fn validity_days(conn: &Connection, tenant: Uuid, package: Uuid) -> Result<u32> {
     Ok(conn
         .prepare_cached("SELECT validity_days FROM packages WHERE tenant_id = ?1 AND id = ?2")?
         .query_row(params![tenant.to_string(), package.to_string()], |r| {
@@ -120,9 +120,10 @@ fn validity_days(conn: &Connection, tenant: Uuid, package: Uuid) -> Result<u32> 
         })?)
 }
 
-/// Builds a new customer's row (password encrypted, default expiry from the package).
-fn build_row(
-    tx: &mut Tx<'_>,
+/// Builds a new customer's row created at `now` (password encrypted, default expiry from the
+/// package's `validity` days).
+pub(super) fn build_row(
+    now: DateTime<Utc>,
     cipher: &Cipher,
     tenant: Uuid,
     input: NewCustomer,
@@ -130,7 +131,7 @@ fn build_row(
 ) -> Result<CustomerRow> {
     let expires_at = match (input.expires_at, validity) {
         (Some(at), _) => Some(at),
-        (None, Some(days)) => Some(tx.now() + Duration::days(i64::from(days))),
+        (None, Some(days)) => Some(now + Duration::days(i64::from(days))),
         (None, None) => None,
     };
     let id = new_id();
@@ -162,7 +163,7 @@ fn build_row(
         last_mac: None,
         balance: Money::ZERO,
         total_spent: Money::ZERO,
-        created_at: tx.now(),
+        created_at: now,
         deleted_at: None,
         anonymized_at: None,
         stamps: LazyStamps::default(),
@@ -187,67 +188,9 @@ pub(super) fn insert_new(
         (None, Some(package)) => Some(validity_days(tx.conn(), tenant, package)?),
         _ => None,
     };
-    let mut row = build_row(tx, cipher, tenant, input, validity)?;
+    let mut row = build_row(tx.now(), cipher, tenant, input, validity)?;
     commit_change(tx, actor, "create", None, &mut row)?;
     Ok(row)
-}
-
-/// Inserts many customers in the caller's transaction (imports, seeding): references are
-/// checked once per distinct id, uniqueness is left to the unique index, and the count
-/// deltas are applied once per batch. Each customer still gets its own audit event.
-fn insert_bulk(
-    tx: &mut Tx<'_>,
-    cipher: &Cipher,
-    tenant: Uuid,
-    actor: &Actor,
-    inputs: Vec<NewCustomer>,
-) -> Result<usize> {
-    use std::collections::HashMap;
-    let mut validity: HashMap<Uuid, u32> = HashMap::new();
-    let mut routers: std::collections::HashSet<Uuid> = std::collections::HashSet::new();
-    let mut deltas: HashMap<counts::CountKey, i64> = HashMap::new();
-    let n = inputs.len();
-    for input in inputs {
-        let days = match input.package_id {
-            Some(package) => match validity.get(&package) {
-                Some(days) => Some(*days),
-                None => {
-                    check_references(tx.conn(), tenant, Some(package), None)?;
-                    let days = validity_days(tx.conn(), tenant, package)?;
-                    validity.insert(package, days);
-                    Some(days)
-                }
-            },
-            None => None,
-        };
-        if let Some(router) = input.router_id
-            && routers.insert(router)
-        {
-            check_references(tx.conn(), tenant, None, Some(router))?;
-        }
-        let mut row = build_row(tx, cipher, tenant, input, days)?;
-        let changes = row.diff(tx, None)?;
-        row.save(tx.conn(), true).map_err(|e| match e {
-            StorageError::Sqlite(rusqlite::Error::SqliteFailure(f, _))
-                if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
-            {
-                duplicate()
-            }
-            other => other,
-        })?;
-        if let Some(key) = counts::key_of(&row) {
-            *deltas.entry(key).or_default() += 1;
-        }
-        let at = tx.now();
-        tx.audit(audit::event(
-            tenant, "customer", row.id, at, actor, "create", changes,
-        ));
-        queue_sync(tx, None, &row);
-    }
-    for (key, delta) in deltas {
-        counts::add_delta(tx.conn(), tenant, &key, delta)?;
-    }
-    Ok(n)
 }
 
 /// Replaces personal data with placeholders and wipes the password; the ledger keeps its
@@ -298,18 +241,6 @@ impl Storage {
             Ok(row.detail(tx.now()))
         })
         .await
-    }
-
-    /// Bulk insert for seeding (benchmarks, imports): one transaction per call, audit included.
-    pub async fn create_customers(
-        &self,
-        tenant: Uuid,
-        actor: Actor,
-        inputs: Vec<NewCustomer>,
-    ) -> Result<usize> {
-        let cipher = self.cipher();
-        self.write(move |tx| insert_bulk(tx, &cipher, tenant, &actor, inputs))
-            .await
     }
 
     /// Up to `n` live customer ids spread over the tenant (benchmarks pick targets from it).

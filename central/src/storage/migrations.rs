@@ -280,6 +280,20 @@ CREATE TABLE sync_routers (
 ALTER TABLE sync_routers ADD COLUMN snapshot_pending INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX sync_routers_tenant ON sync_routers(tenant_id);
 "#,
+    // 6: new customers enter the search index from storage code (`index_for_search`), no
+    // longer by trigger: the trigger made each customer INSERT open a statement savepoint, at
+    // which FTS5 writes its pending terms as a new index segment, so a bulk import wrote one
+    // segment per customer and the index stayed fragmented. Updates and deletes keep their
+    // triggers. 'optimize' merges the index an older version left behind into one segment.
+    r#"
+DROP TRIGGER customers_fts_insert;
+INSERT INTO customers_fts(customers_fts) VALUES ('optimize');
+"#,
+    // 7: finds a later outbox row for the same customer, so a batch can leave out a state
+    // that a later change of the router's outbox carries anyway (`read_down`).
+    r#"
+CREATE INDEX sync_down_entity ON sync_down(router_id, entity_id, seq);
+"#,
 ];
 
 /// The schema version this build brings a database to (the number of migrations).
@@ -318,5 +332,37 @@ mod tests {
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
         assert_eq!(v, MIGRATIONS.len() as i64);
+    }
+
+    #[test]
+    fn migration_6_keeps_customers_indexed_by_the_old_trigger_searchable() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..5] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 5).unwrap();
+        conn.execute_batch(
+            "INSERT INTO tenants (id, name, created_at) VALUES ('t', 't', 0);
+             INSERT INTO customers (id, tenant_id, username, name, phone, connection_type, state,
+                 suspended, disabled, auto_renew, mac_bindings, tags, created_at, stamps)
+             VALUES ('c1', 't', 'old1', 'Old Wanjiku', '+254711000111', 'PPPOE', 0, 0, 0, 0,
+                 '[]', '[]', 0, '{}');",
+        )
+        .unwrap();
+        apply(&mut conn).unwrap();
+        let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+        assert_eq!(
+            count("SELECT COUNT(*) FROM sqlite_schema WHERE name = 'customers_fts_insert'"),
+            0
+        );
+        assert_eq!(
+            count("SELECT COUNT(*) FROM customers_fts WHERE customers_fts MATCH '\"wanjiku\"'"),
+            1
+        );
+        conn.execute(
+            "INSERT INTO customers_fts (customers_fts, rank) VALUES ('integrity-check', 1)",
+            [],
+        )
+        .unwrap();
     }
 }

@@ -14,6 +14,7 @@ mod audit;
 mod backup;
 mod broker_accounts;
 mod counts;
+mod customer_import;
 mod customer_list;
 mod customer_row;
 mod customers;
@@ -34,6 +35,7 @@ mod writer;
 pub use audit::AuditPage;
 pub use backup::{BackupReport, backup};
 pub use broker_accounts::{AccountKind, BrokerAccount, Enrolled};
+pub use customer_import::PreparedImport;
 pub use customer_list::{CustomerFilter, CustomerPage, SEARCH_TOTAL_CAP};
 pub use customer_row::{CustomerPatch, NewCustomer};
 pub use ledger::{PaymentsPage, Recharge, RechargeOutcome};
@@ -264,5 +266,7 @@ pub(crate) fn actor_json(actor: &Actor) -> String {
     serde_json::to_string(actor).unwrap_or_else(|_| "{}".to_string())
 }
 
+#[cfg(test)]
+mod import_tests;
 #[cfg(test)]
 mod tests;

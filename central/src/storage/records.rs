@@ -28,12 +28,8 @@ impl Stamps {
     }
 
     pub fn to_json(&self) -> String {
-        let raw: BTreeMap<&str, String> = self
-            .0
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.to_string()))
-            .collect();
-        serde_json::to_string(&raw).unwrap_or_else(|_| "{}".into())
+        // `Hlc` serialises as its text form, so this is `{"field":"WALLMS-COUNTER-NODE",...}`.
+        serde_json::to_string(&self.0).unwrap_or_else(|_| "{}".into())
     }
 
     pub fn set(&mut self, field: &str, stamp: Hlc) {

@@ -6,8 +6,9 @@
 //! commits together with its audit events and its downstream sync outbox rows ([`Tx::flush`]);
 //! after a commit that wrote outbox rows the writer wakes the sync engine ([`DownSignal`]).
 
+use super::audit::{self, PreparedEvent};
 use super::sync::outbox::{self, DownItem, DownSignal};
-use super::{Result, StorageError, audit};
+use super::{Result, StorageError};
 use chrono::{DateTime, Utc};
 use easyisp_protocol::audit::AuditEvent;
 use easyisp_protocol::hlc::{ClockError, DEFAULT_MAX_DRIFT_MS, Hlc, HlcClock, NodeId};
@@ -28,6 +29,8 @@ pub struct Tx<'c> {
     clock: &'c mut HlcClock,
     now: DateTime<Utc>,
     audit: Vec<AuditEvent>,
+    /// Events of bulk imports, serialised before the job ran.
+    prepared_audit: Vec<PreparedEvent<'static>>,
     down: Vec<DownItem>,
     /// The router whose agent sent the change being applied: it gets no echo of it.
     no_echo: Option<uuid::Uuid>,
@@ -40,6 +43,7 @@ pub struct Tx<'c> {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct TxMark {
     audit: usize,
+    prepared_audit: usize,
     down: usize,
 }
 
@@ -62,6 +66,12 @@ impl<'c> Tx<'c> {
     /// Records an audit event; it is written by [`Tx::flush`] in the same transaction.
     pub fn audit(&mut self, event: AuditEvent) {
         self.audit.push(event);
+    }
+
+    /// Records an audit event built (and serialised) before the job; written like
+    /// [`Tx::audit`]'s.
+    pub(crate) fn audit_prepared(&mut self, event: PreparedEvent<'static>) {
+        self.prepared_audit.push(event);
     }
 
     /// The event recorded last, to amend before it is written (anonymisation redacts it).
@@ -104,6 +114,7 @@ impl<'c> Tx<'c> {
     pub(crate) fn mark(&self) -> TxMark {
         TxMark {
             audit: self.audit.len(),
+            prepared_audit: self.prepared_audit.len(),
             down: self.down.len(),
         }
     }
@@ -111,6 +122,7 @@ impl<'c> Tx<'c> {
     /// Forgets the audit events and outbox entries queued after `mark`.
     pub(crate) fn undo_to(&mut self, mark: TxMark) {
         self.audit.truncate(mark.audit);
+        self.prepared_audit.truncate(mark.prepared_audit);
         self.down.truncate(mark.down);
     }
 
@@ -119,6 +131,9 @@ impl<'c> Tx<'c> {
     fn flush(&mut self) -> Result<()> {
         for event in self.audit.drain(..) {
             audit::insert(self.conn, &event)?;
+        }
+        for event in self.prepared_audit.drain(..) {
+            audit::insert_row(self.conn, &event)?;
         }
         if !self.down.is_empty() {
             let items = std::mem::take(&mut self.down);
@@ -251,7 +266,7 @@ fn load_clock(conn: &Connection) -> Result<HlcClock> {
 
 /// The current time at millisecond precision (what the database stores), so a response
 /// built from a job's `now` equals what a later read returns.
-fn now_ms() -> DateTime<Utc> {
+pub(super) fn now_ms() -> DateTime<Utc> {
     let now = Utc::now();
     DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)
 }
@@ -301,6 +316,7 @@ fn run_group(conn: &Connection, clock: &mut HlcClock, group: Vec<Job>, signal: &
             clock,
             now: now_ms(),
             audit: Vec::new(),
+            prepared_audit: Vec::new(),
             down: Vec::new(),
             no_echo: None,
             touched: Vec::new(),

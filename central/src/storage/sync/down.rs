@@ -163,6 +163,10 @@ impl Storage {
                     },
                 )?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut superseded = conn.prepare_cached(
+                "SELECT 1 FROM sync_down WHERE router_id = ?1 AND entity_id = ?2 AND seq > ?3
+                 LIMIT 1",
+            )?;
             let mut changes = Vec::with_capacity(rows.len());
             let mut bytes = 0;
             for (seq, change_id, entity, entity_id) in rows {
@@ -175,10 +179,27 @@ impl Storage {
                 }
                 let entity = DownEntity::parse(&entity)
                     .ok_or_else(|| StorageError::corrupt(format!("outbox entity {entity:?}")))?;
+                let body = if entity == DownEntity::Customer
+                    && superseded
+                        .query_row(params![router.to_string(), entity_id, seq as i64], |_| {
+                            Ok(())
+                        })
+                        .optional()?
+                        .is_some()
+                {
+                    // A later change of this outbox carries the customer's state again (each
+                    // change carries the state at read time): this one goes as a no-op, so an
+                    // agent catching up on many edits of few customers is sent each customer
+                    // once. Only customers: a package or ledger entry a later customer change
+                    // refers to must still arrive before it.
+                    ChangeBody::Noop
+                } else {
+                    body(conn, &cipher, tenant, entity, parse_uuid(&entity_id)?)?
+                };
                 let change = Change {
                     seq,
                     id: parse_uuid(&change_id)?,
-                    body: body(conn, &cipher, tenant, entity, parse_uuid(&entity_id)?)?,
+                    body,
                 };
                 let size = json_len(&change);
                 if !changes.is_empty() && bytes + size > max_bytes {

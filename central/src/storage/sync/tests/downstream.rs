@@ -321,3 +321,65 @@ async fn a_backlog_past_the_horizon_is_dropped_for_a_snapshot() {
         "{presence:?}"
     );
 }
+
+#[tokio::test]
+async fn a_customer_changed_again_later_in_the_outbox_is_sent_once_with_its_latest_state() {
+    let f = fixture().await;
+    let router = f.synced_router("POP").await;
+    let c0 = f.customer("c0", Some(router)).await;
+    f.customer("c1", Some(router)).await;
+    for name in ["First", "Second"] {
+        let patch = crate::storage::CustomerPatch {
+            name: Some(name.into()),
+            ..Default::default()
+        };
+        f.storage
+            .update_customer(f.tenant, system_actor("test"), c0, patch)
+            .await
+            .unwrap();
+    }
+    let DownRead::Changes(changes) = f
+        .storage
+        .read_down(router, 0, 200, 64 * 1024)
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    // Every seq is there (the agent's position moves through them all), but c0's state goes
+    // once, in its last change; c1's only change carries it.
+    let kinds: Vec<(u64, String)> = changes
+        .iter()
+        .map(|c| {
+            let what = match &c.body {
+                ChangeBody::Customer(r) => format!(
+                    "{} {}",
+                    r.username(),
+                    r.name.as_ref().map_or("", |n| n.value.as_str())
+                ),
+                ChangeBody::Noop => "noop".into(),
+                other => format!("{other:?}"),
+            };
+            (c.seq, what)
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (1, "noop".to_string()),
+            (2, "c1 Name c1".to_string()),
+            (3, "noop".to_string()),
+            (4, "c0 Second".to_string()),
+        ],
+    );
+    // Read from the middle, the last change still carries the state.
+    let DownRead::Changes(tail) = f
+        .storage
+        .read_down(router, 3, 200, 64 * 1024)
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert!(matches!(&tail[0].body, ChangeBody::Customer(r) if r.id == c0));
+}
