@@ -117,7 +117,7 @@ fn check(name: &Text, password: Option<&str>) -> Option<String> {
 fn candidate_from_secret(s: &PppSecret, packages: &HashMap<String, Uuid>) -> Candidate {
     let password = s.password.as_ref().map(|p| p.expose().clone());
     let profile = s.profile.to_string_lossy();
-    let service_problem = (!matches!(s.service.as_str(), "pppoe" | "any"))
+    let service_problem = (!matches!(s.service.as_bytes(), b"pppoe" | b"any"))
         .then(|| format!("service {} is not PPPoE", s.service));
     Candidate {
         kind: ConnectionType::Pppoe,

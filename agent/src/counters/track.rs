@@ -95,6 +95,15 @@ impl Tracker {
         self.active.len()
     }
 
+    /// Whether [`observe`](Tracker::observe) would start a new record for `sample`, the only
+    /// case in which it asks for the sample's customer.
+    pub fn starts_record(&self, sample: &Sample) -> bool {
+        !self
+            .active
+            .get(&(sample.kind, sample.username.clone()))
+            .is_some_and(|t| continues(t, sample))
+    }
+
     /// The raw router counters last seen for an active session (persisted with the record so
     /// a restart can resume without double counting).
     pub fn raw_counters(&self, kind: SessionKind, username: &str) -> Option<(String, u64, u64)> {

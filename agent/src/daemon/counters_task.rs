@@ -67,18 +67,23 @@ async fn poll_once(
     };
     let now = Utc::now();
     let router = shared.config.router_id;
-    let usernames: HashMap<String, Uuid> = shared
-        .replica
-        .read(move |conn| {
-            let mut map = HashMap::new();
-            store::for_each_customer(conn, |c| {
-                if !c.is_deleted() && c.router() == Some(router) {
-                    map.insert(c.username().to_string(), c.id);
-                }
-            })?;
-            Ok(map)
-        })
-        .await?;
+    // Customers are looked up for new sessions only: a poll of sessions already tracked reads
+    // nothing from the replica.
+    let mut wanted: Vec<String> = samples
+        .iter()
+        .filter(|s| tracker.starts_record(s))
+        .map(|s| s.username.clone())
+        .collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let usernames: HashMap<String, Uuid> = if wanted.is_empty() {
+        HashMap::new()
+    } else {
+        shared
+            .replica
+            .read(move |conn| store::customer_ids_by_username(conn, router, &wanted))
+            .await?
+    };
     let kicked: Vec<(SessionKind, String)> = shared
         .kicked
         .lock()

@@ -41,12 +41,23 @@ pub struct Desired {
 
 /// Builds the desired state incrementally, one customer at a time, so a site of 10,000
 /// customers never holds all its records in memory at once.
+///
+/// Customers' objects are gathered in vectors and turned into maps by [`finish`]: a map built
+/// from sorted entries has full nodes, while inserting one entry at a time in id order (the
+/// replica's order) leaves nodes about half empty, which at 10,000 customers costs megabytes
+/// for as long as the pass runs.
+///
+/// [`finish`]: Builder::finish
 pub struct Builder {
     router: Uuid,
     packages: HashMap<Uuid, PackageRecord>,
     gate: Gate,
     now: DateTime<Utc>,
     desired: Desired,
+    ppp_secrets: Vec<(Uuid, PppSecretSpec)>,
+    hotspot_users: Vec<(Uuid, HotspotUserSpec)>,
+    queues: Vec<(Uuid, SimpleQueueSpec)>,
+    cutoffs: Vec<(Uuid, AddressListEntrySpec)>,
 }
 
 impl Builder {
@@ -98,6 +109,10 @@ impl Builder {
             gate,
             now,
             desired,
+            ppp_secrets: Vec::new(),
+            hotspot_users: Vec::new(),
+            queues: Vec::new(),
+            cutoffs: Vec::new(),
         }
     }
 
@@ -148,7 +163,7 @@ impl Builder {
                         .push((customer.id, "PPPoE customer has no password".into()));
                     return;
                 };
-                self.desired.ppp_secrets.insert(
+                self.ppp_secrets.push((
                     customer.id,
                     PppSecretSpec {
                         name: Text::from(username.as_str()),
@@ -161,7 +176,7 @@ impl Builder {
                         remote_address: static_ip(customer),
                         caller_id: None,
                     },
-                );
+                ));
             }
             ConnectionType::Hotspot => {
                 let Some(password) = password else {
@@ -170,7 +185,7 @@ impl Builder {
                         .push((customer.id, "hotspot customer has no password".into()));
                     return;
                 };
-                self.desired.hotspot_users.insert(
+                self.hotspot_users.push((
                     customer.id,
                     HotspotUserSpec {
                         name: Text::from(username.as_str()),
@@ -184,7 +199,7 @@ impl Builder {
                         limit_uptime: None,
                         limit_bytes_total: None,
                     },
-                );
+                ));
             }
             ConnectionType::Dhcp | ConnectionType::Static => {
                 let Some(address) = static_ip(customer).or_else(|| last_ip(customer)) else {
@@ -197,7 +212,7 @@ impl Builder {
                 let limit = package
                     .map(|p| rate_limit(&p.shaping()))
                     .filter(|l| !l.is_empty());
-                self.desired.queues.insert(
+                self.queues.push((
                     customer.id,
                     SimpleQueueSpec {
                         name: Text::from(username.as_str()),
@@ -210,9 +225,9 @@ impl Builder {
                         disabled: false,
                         comment: comment.clone(),
                     },
-                );
+                ));
                 if !access {
-                    self.desired.cutoffs.insert(
+                    self.cutoffs.push((
                         customer.id,
                         AddressListEntrySpec {
                             list: Text::from(CUTOFF_LIST),
@@ -220,15 +235,26 @@ impl Builder {
                             comment,
                             disabled: false,
                         },
-                    );
+                    ));
                 }
             }
         }
     }
 
     pub fn finish(self) -> Desired {
-        self.desired
+        let mut desired = self.desired;
+        desired.ppp_secrets = into_map(self.ppp_secrets);
+        desired.hotspot_users = into_map(self.hotspot_users);
+        desired.queues = into_map(self.queues);
+        desired.cutoffs = into_map(self.cutoffs);
+        desired
     }
+}
+
+/// The map of `entries`, built in bulk (collecting sorts them, stably, in place); for an id
+/// seen twice the later entry wins, as repeated inserts would have it.
+fn into_map<S>(entries: Vec<(Uuid, S)>) -> BTreeMap<Uuid, S> {
+    entries.into_iter().collect()
 }
 
 fn static_ip(customer: &CustomerRecord) -> Option<String> {
@@ -237,4 +263,19 @@ fn static_ip(customer: &CustomerRecord) -> Option<String> {
 
 fn last_ip(customer: &CustomerRecord) -> Option<String> {
     customer.last_ip.as_ref().and_then(|f| f.value.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_built_in_bulk_keep_the_later_of_two_entries_for_one_id() {
+        let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let map = into_map(vec![(b, "b"), (a, "first a"), (a, "second a")]);
+        assert_eq!(
+            map.into_iter().collect::<Vec<_>>(),
+            [(a, "second a"), (b, "b")]
+        );
+    }
 }

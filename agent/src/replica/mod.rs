@@ -5,6 +5,10 @@
 //! closures sent over a channel, each in a `BEGIN IMMEDIATE` transaction with
 //! `synchronous=FULL`, so a crash at any instant loses nothing that was committed (and
 //! acknowledged upstream). Reads run on blocking threads with their own read-only connections.
+//!
+//! Page caches are small on purpose (`WRITER_CACHE_KIB`, `READER_CACHE_KIB`): the agent's
+//! reads are whole-table scans and point lookups that the OS page cache serves as well, and
+//! SQLite's default of 2 MiB per connection would be a large share of the agent's memory.
 
 pub mod migrations;
 pub mod staging;
@@ -33,6 +37,11 @@ pub type Result<T> = std::result::Result<T, ReplicaError>;
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
+/// Page cache of the long-lived write connection (SQLite's default is 2 MiB).
+const WRITER_CACHE_KIB: i64 = 1024;
+/// Page cache of each short-lived read connection.
+const READER_CACHE_KIB: i64 = 256;
+
 /// A handle to the replica; cheap to clone.
 #[derive(Clone)]
 pub struct Replica {
@@ -60,6 +69,8 @@ impl Replica {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // A negative size is in KiB.
+        conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         migrations::apply(&mut conn)?;
         restrict_permissions(path);
@@ -118,6 +129,7 @@ impl Replica {
                 &path,
                 OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
             )?;
+            conn.pragma_update(None, "cache_size", -READER_CACHE_KIB)?;
             conn.busy_timeout(std::time::Duration::from_secs(5))?;
             work(&conn)
         })

@@ -9,6 +9,12 @@
 //! REST is serial, routeros.md §1.8). Writes are logged at INFO by the transports, with property
 //! names only, so a password never reaches a log line.
 //!
+//! Listings stream: the typed reads go through [`Router::print_each`], which every transport
+//! implements by handing over each row as soon as it has arrived, and the row is turned into
+//! its typed object at once. A menu of 10,000 rows is thus held once, as typed objects, never
+//! also as a reply body, a JSON tree or a list of property maps (docs/benchmarks.md, agent
+//! memory).
+//!
 //! `.id`s are only valid until the next reboot (§7.8): callers use ids from a recent listing,
 //! and update/remove re-resolve by name (or list+address) when the id has vanished.
 
@@ -68,6 +74,22 @@ pub trait Router: Send + Sync {
         query: &[(&str, Text)],
         proplist: &[&str],
     ) -> Result<Vec<Row>>;
+
+    /// [`print`](Router::print), handing each row to `visit` as soon as it has arrived instead
+    /// of returning them all: what the typed listings use, so that a big menu is never held as
+    /// rows. A failed call may have visited some rows first. The default collects `print`.
+    async fn print_each(
+        &self,
+        menu: &str,
+        query: &[(&str, Text)],
+        proplist: &[&str],
+        visit: &mut (dyn FnMut(Row) + Send),
+    ) -> Result<()> {
+        for row in self.print(menu, query, proplist).await? {
+            visit(row);
+        }
+        Ok(())
+    }
 
     /// Adds one item and returns its new `.id`.
     async fn add(&self, menu: &str, attrs: &[(&str, Text)]) -> Result<Id>;
@@ -222,24 +244,40 @@ pub trait Router: Send + Sync {
 
     /// Active PPP sessions with counters: two requests (`/ppp/active`, `/interface`).
     async fn ppp_sessions(&self) -> Result<Vec<PppSession>> {
-        let active = self
-            .print(PPP_ACTIVE_MENU, &[], PPP_ACTIVE_PROPLIST)
-            .await?;
-        let ifaces = self
-            .print(
-                INTERFACE_MENU,
-                &[("type", Text::from("pppoe-in"))],
-                PPPOE_IF_PROPLIST,
-            )
-            .await?;
-        status::join_ppp_sessions(&active, &ifaces)
+        let mut join = status::PppJoin::default();
+        self.print_each(PPP_ACTIVE_MENU, &[], PPP_ACTIVE_PROPLIST, &mut |row| {
+            join.active(&row)
+        })
+        .await?;
+        self.print_each(
+            INTERFACE_MENU,
+            &[("type", Text::from("pppoe-in"))],
+            PPPOE_IF_PROPLIST,
+            &mut |row| join.interface(&row),
+        )
+        .await?;
+        join.finish()
     }
 
     async fn hotspot_sessions(&self) -> Result<Vec<HotspotSession>> {
-        let rows = self
-            .print(HOTSPOT_ACTIVE_MENU, &[], HOTSPOT_ACTIVE_PROPLIST)
-            .await?;
-        rows.iter().map(HotspotSession::from_row).collect()
+        let mut sessions = Vec::new();
+        let mut failed = None;
+        self.print_each(
+            HOTSPOT_ACTIVE_MENU,
+            &[],
+            HOTSPOT_ACTIVE_PROPLIST,
+            &mut |row| match HotspotSession::from_row(&row) {
+                Ok(s) => sessions.push(s),
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
+            },
+        )
+        .await?;
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(sessions),
+        }
     }
 
     /// Drops one PPP session. A session that already ended counts as success (§7.5).

@@ -22,29 +22,34 @@ pub(crate) async fn singleton<R: Router + ?Sized>(
         .ok_or_else(|| RouterError::Protocol(format!("{menu} returned no row")))
 }
 
-fn parse_rows<O: RouterObject>(rows: Vec<Row>) -> Vec<O> {
-    let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
-        match O::from_row(&row) {
-            Ok(o) => out.push(o),
-            // One odd row (a value format we do not know) must not hide all the others.
-            Err(e) => {
-                warn!(kind = O::KIND, error = %e, "skipping a row the router sent that we cannot parse")
-            }
+/// Adds the object read from `row` to `out`.
+fn parse_into<O: RouterObject>(row: &Row, out: &mut Vec<O>) {
+    match O::from_row(row) {
+        Ok(o) => out.push(o),
+        // One odd row (a value format we do not know) must not hide all the others.
+        Err(e) => {
+            warn!(kind = O::KIND, error = %e, "skipping a row the router sent that we cannot parse")
         }
     }
-    out
 }
 
 pub(crate) async fn list<O: RouterObject, R: Router + ?Sized>(r: &R) -> Result<Vec<O>> {
-    Ok(parse_rows(r.print(O::MENU, &[], O::PROPLIST).await?))
+    find(r, &[]).await
 }
 
+/// The objects matching `key`, parsed as their rows arrive (see [`Router::print_each`]).
 pub(crate) async fn find<O: RouterObject, R: Router + ?Sized>(
     r: &R,
     key: &[(&str, Text)],
 ) -> Result<Vec<O>> {
-    Ok(parse_rows(r.print(O::MENU, key, O::PROPLIST).await?))
+    let mut out = Vec::new();
+    r.print_each(O::MENU, key, O::PROPLIST, &mut |row| {
+        parse_into(&row, &mut out)
+    })
+    .await?;
+    // A listing is kept for a whole pass: give back what doubling the vector left unused.
+    out.shrink_to_fit();
+    Ok(out)
 }
 
 pub(crate) async fn find_one<O: RouterObject, R: Router + ?Sized>(

@@ -12,7 +12,7 @@ use std::time::Duration;
 use chrono::NaiveDateTime;
 use serde::Serialize;
 
-use super::error::Result;
+use super::error::{Result, RouterError};
 use super::value::{Id, Row, Text, parse_date, parse_time};
 
 /// `/system/resource`.
@@ -122,35 +122,84 @@ pub(crate) const PPPOE_IF_PROPLIST: &[&str] = &[".id", "name", "rx-byte", "tx-by
 
 /// Joins `/ppp/active` rows with `/interface ?type=pppoe-in` rows by `<pppoe-NAME>`.
 pub(crate) fn join_ppp_sessions(active: &[Row], interfaces: &[Row]) -> Result<Vec<PppSession>> {
-    let mut by_name: HashMap<Vec<u8>, &Row> = HashMap::with_capacity(interfaces.len());
-    for i in interfaces {
-        by_name.insert(i.text("name").into_bytes(), i);
-    }
-    let mut out = Vec::with_capacity(active.len());
+    let mut join = PppJoin::default();
     for a in active {
-        let name = a.text("name");
-        let mut if_name = b"<pppoe-".to_vec();
-        if_name.extend_from_slice(name.as_bytes());
-        if_name.push(b'>');
-        let iface = by_name.get(&if_name);
-        let (interface_id, upload, download) = match iface {
-            Some(i) => (Some(i.id()?), i.u64("rx-byte")?, i.u64("tx-byte")?),
-            None => (None, None, None),
-        };
-        out.push(PppSession {
-            id: a.id()?,
-            name,
-            service: a.string("service"),
-            caller_id: a.string("caller-id"),
-            address: a.string("address"),
-            uptime: a.duration("uptime")?,
-            session_id: a.string("session-id"),
-            interface_id,
-            upload_bytes: upload,
-            download_bytes: download,
-        });
+        join.active(a);
     }
-    Ok(out)
+    for i in interfaces {
+        join.interface(i);
+    }
+    join.finish()
+}
+
+/// [`join_ppp_sessions`] one row at a time, as the rows arrive: the active sessions first,
+/// then the interfaces. Holds the typed sessions and an index by interface name, never rows.
+#[derive(Debug, Default)]
+pub(crate) struct PppJoin {
+    sessions: Vec<PppSession>,
+    /// `<pppoe-NAME>` → index in `sessions`.
+    by_interface: HashMap<Vec<u8>, usize>,
+    /// The first row that could not be read; the whole listing fails with it.
+    failed: Option<RouterError>,
+}
+
+impl PppJoin {
+    pub(crate) fn active(&mut self, a: &Row) {
+        let session = (|| {
+            Ok(PppSession {
+                id: a.id()?,
+                name: a.text("name"),
+                service: a.string("service"),
+                caller_id: a.string("caller-id"),
+                address: a.string("address"),
+                uptime: a.duration("uptime")?,
+                session_id: a.string("session-id"),
+                interface_id: None,
+                upload_bytes: None,
+                download_bytes: None,
+            })
+        })();
+        match session {
+            Ok(s) => {
+                let mut if_name = b"<pppoe-".to_vec();
+                if_name.extend_from_slice(s.name.as_bytes());
+                if_name.push(b'>');
+                self.by_interface.insert(if_name, self.sessions.len());
+                self.sessions.push(s);
+            }
+            Err(e) => self.fail(e),
+        }
+    }
+
+    pub(crate) fn interface(&mut self, i: &Row) {
+        let Some(&at) = i
+            .get("name")
+            .and_then(|name| self.by_interface.get(name.as_bytes()))
+        else {
+            return;
+        };
+        let counters = (|| Ok((i.id()?, i.u64("rx-byte")?, i.u64("tx-byte")?)))();
+        match counters {
+            Ok((id, upload, download)) => {
+                let s = &mut self.sessions[at];
+                s.interface_id = Some(id);
+                s.upload_bytes = upload;
+                s.download_bytes = download;
+            }
+            Err(e) => self.fail(e),
+        }
+    }
+
+    fn fail(&mut self, e: RouterError) {
+        self.failed.get_or_insert(e);
+    }
+
+    pub(crate) fn finish(self) -> Result<Vec<PppSession>> {
+        match self.failed {
+            Some(e) => Err(e),
+            None => Ok(self.sessions),
+        }
+    }
 }
 
 /// One logged-in hotspot client (`/ip/hotspot/active`).

@@ -14,97 +14,166 @@ use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
 use super::error::{Result, RouterError};
 
 /// A RouterOS string: raw bytes, usually UTF-8 but not always.
-#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Text(Vec<u8>);
+///
+/// Up to [`INLINE`] bytes are kept in the value itself, longer ones in one exact-size heap
+/// allocation. Names, profiles and flags nearly always fit, and a pass over 10,000 customers
+/// holds several of them per customer twice (desired and observed), so this saves a heap
+/// allocation each without making the value larger than a `Vec`.
+#[derive(Clone)]
+pub struct Text(Repr);
+
+/// Bytes a [`Text`] holds without a heap allocation.
+pub const INLINE: usize = 22;
+
+#[derive(Clone)]
+enum Repr {
+    Inline { len: u8, bytes: [u8; INLINE] },
+    Heap(Box<[u8]>),
+}
 
 impl Text {
     pub fn new(bytes: impl Into<Vec<u8>>) -> Self {
-        Text(bytes.into())
+        let bytes = bytes.into();
+        if bytes.len() <= INLINE {
+            Text::copied(&bytes)
+        } else {
+            Text(Repr::Heap(bytes.into_boxed_slice()))
+        }
+    }
+
+    /// A copy of `b`, inline when short enough.
+    fn copied(b: &[u8]) -> Self {
+        match u8::try_from(b.len()) {
+            Ok(len) if b.len() <= INLINE => {
+                let mut bytes = [0u8; INLINE];
+                bytes[..b.len()].copy_from_slice(b);
+                Text(Repr::Inline { len, bytes })
+            }
+            _ => Text(Repr::Heap(b.into())),
+        }
     }
 
     pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+        match &self.0 {
+            Repr::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Repr::Heap(b) => b,
+        }
     }
 
     pub fn into_bytes(self) -> Vec<u8> {
-        self.0
+        match self.0 {
+            Repr::Inline { .. } => self.as_bytes().to_vec(),
+            Repr::Heap(b) => b.into_vec(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.as_bytes().is_empty()
     }
 
     /// For display and logs; invalid bytes become U+FFFD.
     pub fn to_string_lossy(&self) -> String {
-        String::from_utf8_lossy(&self.0).into_owned()
+        String::from_utf8_lossy(self.as_bytes()).into_owned()
     }
 
     /// The value as UTF-8 if it is valid UTF-8.
     pub fn as_str(&self) -> Option<&str> {
-        std::str::from_utf8(&self.0).ok()
+        std::str::from_utf8(self.as_bytes()).ok()
+    }
+}
+
+impl Default for Text {
+    fn default() -> Self {
+        Text::copied(&[])
+    }
+}
+
+impl PartialEq for Text {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for Text {}
+
+impl PartialOrd for Text {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Text {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_bytes().cmp(other.as_bytes())
+    }
+}
+
+impl std::hash::Hash for Text {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state);
     }
 }
 
 impl fmt::Display for Text {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&String::from_utf8_lossy(&self.0))
+        f.write_str(&String::from_utf8_lossy(self.as_bytes()))
     }
 }
 
 impl fmt::Debug for Text {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match std::str::from_utf8(&self.0) {
+        match std::str::from_utf8(self.as_bytes()) {
             Ok(s) => write!(f, "{s:?}"),
-            Err(_) => write!(f, "b\"{}\"", self.0.escape_ascii()),
+            Err(_) => write!(f, "b\"{}\"", self.as_bytes().escape_ascii()),
         }
     }
 }
 
 impl From<&str> for Text {
     fn from(s: &str) -> Self {
-        Text(s.as_bytes().to_vec())
+        Text::copied(s.as_bytes())
     }
 }
 
 impl From<String> for Text {
     fn from(s: String) -> Self {
-        Text(s.into_bytes())
+        Text::new(s.into_bytes())
     }
 }
 
 impl From<&String> for Text {
     fn from(s: &String) -> Self {
-        Text(s.as_bytes().to_vec())
+        Text::copied(s.as_bytes())
     }
 }
 
 impl From<Vec<u8>> for Text {
     fn from(b: Vec<u8>) -> Self {
-        Text(b)
+        Text::new(b)
     }
 }
 
 impl From<&[u8]> for Text {
     fn from(b: &[u8]) -> Self {
-        Text(b.to_vec())
+        Text::copied(b)
     }
 }
 
 impl PartialEq<str> for Text {
     fn eq(&self, other: &str) -> bool {
-        self.0 == other.as_bytes()
+        self.as_bytes() == other.as_bytes()
     }
 }
 
 impl PartialEq<&str> for Text {
     fn eq(&self, other: &&str) -> bool {
-        self.0 == other.as_bytes()
+        self.as_bytes() == other.as_bytes()
     }
 }
 
 impl serde::Serialize for Text {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.serialize_str(&String::from_utf8_lossy(&self.0))
+        s.serialize_str(&String::from_utf8_lossy(self.as_bytes()))
     }
 }
 
@@ -448,6 +517,22 @@ mod tests {
         );
         assert_eq!(parse_datetime("foo/14/2023 19:13:29"), None);
         assert_eq!(parse_datetime("2023-13-01 00:00:00"), None);
+    }
+
+    #[test]
+    fn short_and_long_texts_compare_and_round_trip_alike() {
+        let short = "x".repeat(INLINE);
+        let long = "x".repeat(INLINE + 1);
+        for s in ["", short.as_str(), long.as_str()] {
+            let t = Text::from(s);
+            assert_eq!(t.as_bytes(), s.as_bytes());
+            assert_eq!(t, Text::new(s.as_bytes().to_vec()));
+            assert_eq!(t.clone().into_bytes(), s.as_bytes());
+            assert_eq!(t.is_empty(), s.is_empty());
+        }
+        let (inline, heap) = (Text::from(short.as_str()), Text::from(long.as_str()));
+        assert!(inline < heap);
+        assert_eq!(std::mem::size_of::<Text>(), std::mem::size_of::<Vec<u8>>());
     }
 
     #[test]

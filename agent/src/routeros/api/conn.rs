@@ -5,6 +5,11 @@
 //! would leave half a frame on the socket, which desynchronises the router's parser. The
 //! write guard marks the connection broken in that case, so the next call reconnects.
 //! `!fatal`, EOF and read errors also mark it broken and fail every waiting call.
+//!
+//! Each call has a small bounded queue of replies: a listing of 10,000 `!re` sentences is
+//! handed to its caller row by row (`call_each`) while the reader waits for room, instead of
+//! piling up in memory. The reader then waits for the slowest caller, which only ever turns a
+//! row into a typed object.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -24,7 +29,10 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
 
 pub type BoxStream = Box<dyn Stream>;
 
-type Pending = Arc<Mutex<HashMap<String, mpsc::UnboundedSender<Reply>>>>;
+type Pending = Arc<Mutex<HashMap<String, mpsc::Sender<Reply>>>>;
+
+/// Replies queued per call before the reader waits for the caller.
+const QUEUED_REPLIES: usize = 32;
 
 /// What one command returned.
 #[derive(Debug, Default)]
@@ -97,11 +105,24 @@ impl Conn {
 
     /// Sends one command (its words without `.tag`) and collects replies up to `!done`.
     pub async fn call(&self, words: Vec<Vec<u8>>) -> Result<Response> {
+        let mut rows = Vec::new();
+        let mut resp = self.call_each(words, &mut |row| rows.push(row)).await?;
+        resp.rows = rows;
+        Ok(resp)
+    }
+
+    /// [`call`](Conn::call), handing each `!re` row to `on_row` as it arrives; the response's
+    /// `rows` stay empty.
+    pub async fn call_each(
+        &self,
+        words: Vec<Vec<u8>>,
+        on_row: &mut (dyn FnMut(Row) + Send),
+    ) -> Result<Response> {
         if self.is_broken() {
             return Err(RouterError::Unreachable(self.state.reason()));
         }
         let tag = self.next_tag.fetch_add(1, Ordering::Relaxed).to_string();
-        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (tx, mut rx) = mpsc::channel(QUEUED_REPLIES);
         self.pending
             .lock()
             .map_err(|_| RouterError::Protocol("API connection state poisoned".into()))?
@@ -142,7 +163,7 @@ impl Conn {
                 return Err(RouterError::Unreachable(self.state.reason()));
             };
             match reply.kind {
-                ReplyKind::Re => resp.rows.push(reply.attrs),
+                ReplyKind::Re => on_row(reply.attrs),
                 ReplyKind::Trap => resp.traps.push(reply.attrs),
                 ReplyKind::Empty => {}
                 ReplyKind::Done => {
@@ -211,8 +232,9 @@ async fn read_loop(read: ReadHalf<BoxStream>, pending: Pending, state: Arc<State
         };
         let sender = pending.lock().ok().and_then(|p| p.get(&tag).cloned());
         match sender {
+            // Fails only when the caller has gone meanwhile: its reply is of no use then.
             Some(tx) => {
-                let _ = tx.send(reply);
+                let _ = tx.send(reply).await;
             }
             None => debug!(tag, "discarding a reply for a cancelled command"),
         }

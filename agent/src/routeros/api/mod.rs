@@ -93,26 +93,55 @@ impl ApiRouter {
     }
 
     async fn call(&self, words: Vec<Vec<u8>>, idempotent: bool) -> Result<Response> {
+        let mut rows = Vec::new();
+        let mut resp = self
+            .call_each(words, idempotent, &mut |row| rows.push(row))
+            .await?;
+        resp.rows = rows;
+        Ok(resp)
+    }
+
+    /// A command whose `!re` rows go to `on_row` as they arrive. An idempotent one is retried
+    /// once on a fresh connection, unless rows were handed over already.
+    async fn call_each(
+        &self,
+        words: Vec<Vec<u8>>,
+        idempotent: bool,
+        on_row: &mut (dyn FnMut(Row) + Send),
+    ) -> Result<Response> {
         let (conn, reused) = self.connection().await?;
-        match self.call_on(&conn, words.clone()).await {
-            Err(e) if e.is_connection_error() && reused && idempotent => {
+        let mut visited = 0usize;
+        let first = self
+            .call_on(&conn, words.clone(), &mut |row| {
+                visited += 1;
+                on_row(row);
+            })
+            .await;
+        match first {
+            Err(e) if e.is_connection_error() && reused && idempotent && visited == 0 => {
                 debug!(error = %e, "API connection went stale; retrying on a new one");
                 let (conn, _) = self.connection().await?;
-                self.call_on(&conn, words).await
+                self.call_on(&conn, words, on_row).await
             }
             other => other,
         }
     }
 
-    async fn call_on(&self, conn: &Conn, words: Vec<Vec<u8>>) -> Result<Response> {
-        let resp = match tokio::time::timeout(self.opts.timeout, conn.call(words)).await {
-            Ok(r) => r?,
-            Err(_) => {
-                // A router that stopped answering is as good as gone; start afresh next time.
-                conn.mark_broken("timed out");
-                return Err(RouterError::timeout(self.opts.timeout));
-            }
-        };
+    async fn call_on(
+        &self,
+        conn: &Conn,
+        words: Vec<Vec<u8>>,
+        on_row: &mut (dyn FnMut(Row) + Send),
+    ) -> Result<Response> {
+        let resp =
+            match tokio::time::timeout(self.opts.timeout, conn.call_each(words, on_row)).await {
+                Ok(r) => r?,
+                Err(_) => {
+                    // A router that stopped answering is as good as gone; start afresh next time.
+                    conn.mark_broken("timed out");
+                    return Err(RouterError::timeout(self.opts.timeout));
+                }
+            };
         if let Some(trap) = resp.traps.first() {
             let mut message = trap.text("message").to_string_lossy();
             for t in &resp.traps[1..] {
@@ -137,6 +166,19 @@ fn attr_word(key: &str, value: &Text) -> Vec<u8> {
     w.push(b'=');
     w.extend_from_slice(value.as_bytes());
     w
+}
+
+fn print_words(menu: &str, query: &[(&str, Text)], proplist: &[&str]) -> Vec<Vec<u8>> {
+    let mut words = vec![format!("{menu}/print").into_bytes()];
+    if !proplist.is_empty() {
+        words.push(format!("=.proplist={}", proplist.join(",")).into_bytes());
+    }
+    for (k, v) in query {
+        let mut w = format!("?{k}=").into_bytes();
+        w.extend_from_slice(v.as_bytes());
+        words.push(w);
+    }
+    words
 }
 
 fn command_words(menu: &str, command: &str, attrs: &[(&str, Text)]) -> Vec<Vec<u8>> {
@@ -251,16 +293,22 @@ impl Router for ApiRouter {
         query: &[(&str, Text)],
         proplist: &[&str],
     ) -> Result<Vec<Row>> {
-        let mut words = vec![format!("{menu}/print").into_bytes()];
-        if !proplist.is_empty() {
-            words.push(format!("=.proplist={}", proplist.join(",")).into_bytes());
-        }
-        for (k, v) in query {
-            let mut w = format!("?{k}=").into_bytes();
-            w.extend_from_slice(v.as_bytes());
-            words.push(w);
-        }
-        Ok(self.call(words, true).await?.rows)
+        Ok(self
+            .call(print_words(menu, query, proplist), true)
+            .await?
+            .rows)
+    }
+
+    async fn print_each(
+        &self,
+        menu: &str,
+        query: &[(&str, Text)],
+        proplist: &[&str],
+        visit: &mut (dyn FnMut(Row) + Send),
+    ) -> Result<()> {
+        self.call_each(print_words(menu, query, proplist), true, visit)
+            .await?;
+        Ok(())
     }
 
     async fn add(&self, menu: &str, attrs: &[(&str, Text)]) -> Result<Id> {

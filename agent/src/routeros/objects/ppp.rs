@@ -16,7 +16,7 @@ pub struct PppSecret {
     pub name: Text,
     /// Only present when the router user has the `sensitive` policy.
     pub password: Option<Secret<String>>,
-    pub service: String,
+    pub service: Text,
     pub profile: Text,
     pub disabled: bool,
     pub comment: Option<Text>,
@@ -53,7 +53,7 @@ impl RouterObject for PppSecret {
             id: r.id()?,
             name: r.text("name"),
             password: r.get("password").map(|p| Secret::new(p.to_string_lossy())),
-            service: r.string("service").unwrap_or_else(|| "any".into()),
+            service: r.opt_text("service").unwrap_or_else(|| "any".into()),
             profile: r.opt_text("profile").unwrap_or_else(|| "default".into()),
             disabled: r.flag("disabled")?,
             comment: r.opt_text("comment"),
@@ -80,7 +80,7 @@ pub struct PppSecretSpec {
     pub name: Text,
     pub password: Secret<String>,
     /// `pppoe` for EasyISP customers.
-    pub service: String,
+    pub service: Text,
     pub profile: Text,
     pub disabled: bool,
     pub comment: Option<Text>,
@@ -95,7 +95,7 @@ impl ObjectSpec for PppSecretSpec {
         let mut a = vec![
             ("name", self.name.clone()),
             ("password", Text::from(self.password.expose().as_str())),
-            ("service", Text::from(&self.service)),
+            ("service", self.service.clone()),
             ("profile", self.profile.clone()),
             ("disabled", bool_text(self.disabled)),
         ];

@@ -4,6 +4,10 @@
 //! bytes that are not UTF-8 (routeros.md §7.13). serde_json would reject the whole reply; this
 //! reader keeps string contents as raw bytes instead (decoding `\u` escapes to UTF-8), and the
 //! writer emits our values' raw bytes, escaping only what JSON requires.
+//!
+//! Listings are read with [`Elements`]: it takes the reply in pieces as they arrive and hands
+//! over each element of the top-level array as soon as its last byte is in, so a listing of
+//! 10,000 rows never exists as one body or one tree.
 
 /// A JSON value with byte strings.
 #[derive(Debug, Clone, PartialEq)]
@@ -187,6 +191,197 @@ impl Parser<'_> {
     }
 }
 
+/// Where [`Elements`] is in the top-level value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Top {
+    /// Nothing but whitespace yet.
+    Start,
+    /// Inside the top-level array, between elements; the flags say what may come next.
+    Between {
+        element: bool,
+        comma: bool,
+        end: bool,
+    },
+    /// Inside an element that started at `start` of the buffer.
+    Element { start: usize, depth: usize },
+    /// After the closing `]`.
+    Done,
+    /// The top level is not an array: buffered whole and parsed at the end.
+    Whole,
+}
+
+/// Reads a top-level JSON array piece by piece and yields each element once it is complete.
+///
+/// Only the element being received is buffered. A top-level value that is not an array (one
+/// object, as REST answers for a singleton menu) is buffered whole and yielded by
+/// [`finish`](Elements::finish); a reply that is not JSON at all comes back from `finish` as
+/// [`NotJson`] with its bytes, so a caller can read the error text in it.
+#[derive(Debug)]
+pub struct Elements {
+    buf: Vec<u8>,
+    /// Bytes of `buf` already scanned.
+    scanned: usize,
+    top: Top,
+    in_string: bool,
+    escaped: bool,
+}
+
+/// A reply that is not the JSON it should be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonError(pub String);
+
+/// What [`Elements::finish`] found instead of JSON: the bytes, for an error message.
+#[derive(Debug)]
+pub struct NotJson(pub Vec<u8>);
+
+impl Default for Elements {
+    fn default() -> Self {
+        Elements {
+            buf: Vec::new(),
+            scanned: 0,
+            top: Top::Start,
+            in_string: false,
+            escaped: false,
+        }
+    }
+}
+
+impl Elements {
+    /// Takes the next piece of the reply and calls `element` for every element it completes.
+    pub fn feed<E>(
+        &mut self,
+        piece: &[u8],
+        element: &mut impl FnMut(Json) -> Result<(), E>,
+    ) -> Result<(), E>
+    where
+        E: From<JsonError>,
+    {
+        self.buf.extend_from_slice(piece);
+        while self.scanned < self.buf.len() {
+            let at = self.scanned;
+            let b = self.buf[at];
+            self.scanned += 1;
+            match self.top {
+                Top::Whole => {
+                    // Nothing to split: keep everything for `finish`.
+                    self.scanned = self.buf.len();
+                }
+                Top::Start | Top::Done if b.is_ascii_whitespace() => {}
+                Top::Start if b == b'[' => {
+                    self.top = Top::Between {
+                        element: true,
+                        comma: false,
+                        end: true,
+                    };
+                }
+                Top::Start => self.top = Top::Whole,
+                Top::Done => return Err(JsonError(format!("trailing data at byte {at}")).into()),
+                Top::Between { .. } if b.is_ascii_whitespace() => {}
+                Top::Between { comma: true, .. } if b == b',' => {
+                    self.top = Top::Between {
+                        element: true,
+                        comma: false,
+                        end: false,
+                    };
+                }
+                Top::Between { end: true, .. } if b == b']' => self.top = Top::Done,
+                // Rows are objects; the reader of a listing has no use for bare values.
+                Top::Between { element: true, .. } if matches!(b, b'{' | b'[') => {
+                    self.top = Top::Element {
+                        start: at,
+                        depth: 1,
+                    };
+                }
+                Top::Between { element: true, .. } => {
+                    return Err(
+                        JsonError(format!("expected an object or array at byte {at}")).into(),
+                    );
+                }
+                Top::Between { .. } => {
+                    return Err(JsonError(format!("expected ',' or ']' at byte {at}")).into());
+                }
+                Top::Element { start, depth } => {
+                    let depth = if self.in_string {
+                        match (self.escaped, b) {
+                            (true, _) => self.escaped = false,
+                            (false, b'\\') => self.escaped = true,
+                            (false, b'"') => self.in_string = false,
+                            _ => {}
+                        }
+                        depth
+                    } else {
+                        match b {
+                            b'"' => {
+                                self.in_string = true;
+                                depth
+                            }
+                            b'{' | b'[' => depth + 1,
+                            b'}' | b']' => depth - 1,
+                            _ => depth,
+                        }
+                    };
+                    let closed = depth == 0;
+                    if closed {
+                        let value = parse(&self.buf[start..=at]).map_err(JsonError)?;
+                        element(value)?;
+                        self.top = Top::Between {
+                            element: false,
+                            comma: true,
+                            end: true,
+                        };
+                    } else {
+                        self.top = Top::Element { start, depth };
+                    }
+                }
+            }
+        }
+        self.compact();
+        Ok(())
+    }
+
+    /// Drops the bytes of elements already handed over.
+    fn compact(&mut self) {
+        let keep_from = match self.top {
+            Top::Whole => return,
+            Top::Element { start, .. } => start,
+            _ => self.scanned,
+        };
+        if keep_from > 0 {
+            self.buf.drain(..keep_from);
+            self.scanned -= keep_from;
+            if let Top::Element { start, .. } = &mut self.top {
+                *start -= keep_from;
+            }
+        }
+    }
+
+    /// Ends the reply: `Ok(None)` after a complete array, the whole value when the top level
+    /// was not an array, `Err(Ok(_))` for a cut-off array or bad JSON, and `Err(Err(_))` for a
+    /// reply that does not start like JSON (nothing but whitespace included).
+    pub fn finish(self) -> Result<Option<Json>, Result<JsonError, NotJson>> {
+        match self.top {
+            Top::Done => Ok(None),
+            Top::Between { .. } | Top::Element { .. } => {
+                Err(Ok(JsonError("the reply ended inside the array".into())))
+            }
+            // Nothing but whitespace (dropped as scanned), or a value that is not an array.
+            Top::Start => Err(Err(NotJson(Vec::new()))),
+            Top::Whole => {
+                let first = self.buf.iter().find(|b| !b.is_ascii_whitespace());
+                if !matches!(
+                    first,
+                    Some(b'{' | b'"' | b't' | b'f' | b'n' | b'-' | b'0'..=b'9')
+                ) {
+                    return Err(Err(NotJson(self.buf)));
+                }
+                parse(self.buf.trim_ascii())
+                    .map(Some)
+                    .map_err(|e| Ok(JsonError(e)))
+            }
+        }
+    }
+}
+
 /// Appends `bytes` as a JSON string; non-ASCII bytes are copied as they are.
 pub fn write_str(out: &mut Vec<u8>, bytes: &[u8]) {
     out.push(b'"');
@@ -259,7 +454,72 @@ mod tests {
         assert!(parse(deep.as_bytes()).is_err());
     }
 
+    /// Feeds `body` in pieces of `size` bytes and returns the elements and how it ended.
+    fn split(body: &[u8], size: usize) -> (Vec<Json>, Result<Option<Json>, String>) {
+        let mut elements = Elements::default();
+        let mut out = Vec::new();
+        for piece in body.chunks(size.max(1)) {
+            if let Err(JsonError(e)) = elements.feed(piece, &mut |v| {
+                out.push(v);
+                Ok::<_, JsonError>(())
+            }) {
+                return (out, Err(e));
+            }
+        }
+        let end = elements.finish().map_err(|e| match e {
+            Ok(JsonError(e)) => e,
+            Err(NotJson(b)) => format!("not JSON: {:?}", String::from_utf8_lossy(&b)),
+        });
+        (out, end)
+    }
+
+    #[test]
+    fn elements_come_out_whole_however_the_body_is_cut() {
+        let body = br#" [ {".id":"*1","name":"a]\"}{"}, {"x":[1,{"y":"}"}]} ,{} ] "#;
+        let Json::Arr(want) = parse(body).unwrap() else {
+            panic!()
+        };
+        for size in 1..body.len() {
+            let (got, end) = split(body, size);
+            assert_eq!(got, want, "pieces of {size}");
+            assert_eq!(end, Ok(None));
+        }
+    }
+
+    #[test]
+    fn a_single_object_an_empty_body_and_garbage_are_told_apart() {
+        let (rows, end) = split(br#"{"name":"identity"}"#, 3);
+        assert!(rows.is_empty());
+        assert!(matches!(end, Ok(Some(Json::Obj(_)))));
+        assert_eq!(split(b"  \n ", 2).1, Err("not JSON: \"\"".into()));
+        let (_, end) = split(b"bad command name serialize", 4);
+        assert!(end.unwrap_err().contains("bad command"));
+        for bad in [&b"[{}"[..], b"[{} {}]", b"[1]", b"[{}] x", b"[{\"a\" 1}]"] {
+            let (_, end) = split(bad, 2);
+            assert!(end.is_err(), "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
     proptest! {
+        #[test]
+        fn split_bodies_give_the_rows_of_the_whole(
+            names in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..12), 0..8),
+            size in 1usize..40,
+        ) {
+            let mut body = b"[".to_vec();
+            for (i, n) in names.iter().enumerate() {
+                if i > 0 {
+                    body.push(b',');
+                }
+                body.extend(write_object([("name", n.as_slice())]));
+            }
+            body.push(b']');
+            let Json::Arr(want) = parse(&body).unwrap() else { panic!() };
+            let (got, end) = split(&body, size);
+            prop_assert_eq!(got, want);
+            prop_assert_eq!(end, Ok(None));
+        }
+
         #[test]
         fn written_strings_read_back_identically(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
             let body = write_object([("k", bytes.as_slice())]);

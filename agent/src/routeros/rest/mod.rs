@@ -1,7 +1,8 @@
 //! RouterOS REST driver (RouterOS 7.1+, routeros.md §1): reqwest over HTTPS (rustls, pinned
 //! fingerprint or platform roots) or HTTP, Basic auth, keep-alive, per-request timeout.
 //!
-//! Reads are `GET /rest/<menu>?k=v&.proplist=…` (one request per menu); writes are PUT (add),
+//! Reads are `GET /rest/<menu>?k=v&.proplist=…` (one request per menu), parsed row by row as
+//! the body arrives (`json::Elements`), so a listing's body is never held whole; writes are PUT (add),
 //! PATCH (set), DELETE (remove) and POST (commands). Error bodies
 //! `{"error":N,"message":…,"detail":…}` become typed errors via
 //! [`RouterError::from_router_message`].
@@ -98,6 +99,26 @@ impl RestRouter {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<Json> {
+        let resp = self.send(method, path, body).await?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(map_reqwest)?;
+        if status.is_success() {
+            if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+                return Ok(Json::Arr(Vec::new()));
+            }
+            return json::parse(&bytes)
+                .map_err(|e| RouterError::Protocol(format!("bad JSON from router: {e}")));
+        }
+        Err(error_from_response(status, &bytes, path))
+    }
+
+    /// Sends one request and returns the response once its headers are in.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<reqwest::Response> {
         let url = format!("{}{}", self.base, path);
         debug!(%method, %url, "rest request");
         let mut req = self
@@ -109,17 +130,46 @@ impl RestRouter {
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body);
         }
-        let resp = req.send().await.map_err(map_reqwest)?;
-        let status = resp.status();
-        let bytes = resp.bytes().await.map_err(map_reqwest)?;
-        if status.is_success() {
-            if bytes.iter().all(|b| b.is_ascii_whitespace()) {
-                return Ok(Json::Arr(Vec::new()));
+        req.send().await.map_err(map_reqwest)
+    }
+
+    /// One GET whose rows go to `visit` as the body arrives. Returns how many rows it visited
+    /// next to the outcome, so a caller retries only a read that visited none.
+    async fn get_each(
+        &self,
+        path: &str,
+        visit: &mut (dyn FnMut(Row) + Send),
+    ) -> (usize, Result<()>) {
+        let mut visited = 0;
+        let outcome = async {
+            let mut resp = self.send(Method::GET, path, None).await?;
+            let status = resp.status();
+            if !status.is_success() {
+                let bytes = resp.bytes().await.map_err(map_reqwest)?;
+                return Err(error_from_response(status, &bytes, path));
             }
-            return json::parse(&bytes)
-                .map_err(|e| RouterError::Protocol(format!("bad JSON from router: {e}")));
+            let mut each = |value: Json| -> Result<()> {
+                for row in rows_from(value)? {
+                    visited += 1;
+                    visit(row);
+                }
+                Ok(())
+            };
+            let mut elements = json::Elements::default();
+            while let Some(piece) = resp.chunk().await.map_err(map_reqwest)? {
+                elements.feed(&piece, &mut each)?;
+            }
+            match elements.finish() {
+                Ok(None) => Ok(()),
+                Ok(Some(whole)) => each(whole),
+                // A body of nothing but whitespace is an empty listing.
+                Err(Err(json::NotJson(bytes))) if bytes.trim_ascii().is_empty() => Ok(()),
+                Err(Err(json::NotJson(_))) => Err(json::JsonError("not JSON".into()).into()),
+                Err(Ok(e)) => Err(e.into()),
+            }
         }
-        Err(error_from_response(status, &bytes, path))
+        .await;
+        (visited, outcome)
     }
 
     fn log_write(&self, verb: &str, menu: &str, id: Option<&Id>, attrs: &[(&str, Text)]) {
@@ -196,6 +246,12 @@ pub(crate) fn rows_from(json: Json) -> Result<Vec<Row>> {
     }
 }
 
+impl From<json::JsonError> for RouterError {
+    fn from(e: json::JsonError) -> Self {
+        RouterError::Protocol(format!("bad JSON from router: {}", e.0))
+    }
+}
+
 fn row_from(json: Json) -> Result<Row> {
     let Json::Obj(fields) = json else {
         return Err(RouterError::Protocol(
@@ -262,6 +318,25 @@ impl Router for RestRouter {
     ) -> Result<Vec<Row>> {
         let path = format!("{menu}{}", encode_query(query, proplist));
         rows_from(self.request(Method::GET, &path, None).await?)
+    }
+
+    async fn print_each(
+        &self,
+        menu: &str,
+        query: &[(&str, Text)],
+        proplist: &[&str],
+        visit: &mut (dyn FnMut(Row) + Send),
+    ) -> Result<()> {
+        let path = format!("{menu}{}", encode_query(query, proplist));
+        match self.get_each(&path, visit).await {
+            // As `request`: once, after a pooled connection the router closed; never after rows
+            // were handed over, or the caller would see them twice.
+            (0, Err(e)) if e.is_connection_error() => {
+                debug!(error = %e, "REST connection failed; retrying once");
+                self.get_each(&path, visit).await.1
+            }
+            (_, outcome) => outcome,
+        }
     }
 
     async fn add(&self, menu: &str, attrs: &[(&str, Text)]) -> Result<Id> {

@@ -5,8 +5,9 @@
 //! use and a different key later is refused. The login name gets the `+cet1024w` suffix (no
 //! colours, dumb terminal, 1024 columns) so rows do not wrap. Values are quoted by `cli::quote`;
 //! errors are read from the output, not the exit status (§3.5). Reads use
-//! `:serialize to=json [print as-value]` (exact bytes and `.id`s; RouterOS 7.13+) and fall
-//! back to `:put [print as-value]` on routers without `:serialize`.
+//! `:serialize to=json [print as-value]` (exact bytes and `.id`s; RouterOS 7.13+), parsed row
+//! by row as the output is read, and fall back to `:put [print as-value]` on routers without
+//! `:serialize`.
 
 pub mod cli;
 
@@ -21,6 +22,8 @@ use ssh2::{CheckResult, KnownHostFileKind, Session};
 use tracing::{debug, info, warn};
 
 use super::error::{Result, RouterError};
+use super::rest::json::{Elements, NotJson};
+use super::rest::rows_from;
 use super::url::{RouterUrl, Transport};
 use super::value::{Id, Row, Text};
 use super::{ConnectOptions, Router};
@@ -61,47 +64,52 @@ impl SshRouter {
         let url = self.url.clone();
         let opts = self.opts.clone();
         let task = tokio::task::spawn_blocking(move || {
-            let mut slot = session
-                .lock()
-                .map_err(|_| RouterError::Protocol("SSH session lock poisoned".into()))?;
-            let reused = slot.is_some();
-            if slot.is_none() {
-                *slot = Some(open_session(&url, &opts)?);
-            }
-            if line.is_empty() {
-                return Ok(Vec::new());
-            }
-            let first = match slot.as_ref() {
-                Some(s) => exec(s, &line),
-                None => Err(RouterError::Unreachable("no SSH session".into())),
-            };
-            match first {
-                Err(e) if e.is_connection_error() => {
-                    *slot = None;
-                    if reused && idempotent {
-                        debug!(error = %e, "SSH session went stale; retrying on a new one");
-                        let fresh = open_session(&url, &opts)?;
-                        let out = exec(&fresh, &line);
-                        if out.is_ok() {
-                            *slot = Some(fresh);
-                        }
-                        out
-                    } else {
-                        Err(e)
-                    }
-                }
-                // A timed-out exec leaves the session mid-conversation: start afresh next time.
-                Err(e @ RouterError::Timeout(_)) => {
-                    *slot = None;
-                    Err(e)
-                }
-                other => other,
-            }
+            let mut out = Vec::new();
+            run_blocking(&session, &url, &opts, &line, idempotent, &mut |piece| {
+                out.extend_from_slice(piece);
+            })?;
+            Ok(out)
         });
         // The blocking call has its own timeout (set_timeout); this one bounds the whole task.
         match tokio::time::timeout(self.opts.timeout * 3, task).await {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => Err(RouterError::Protocol(format!("SSH task failed: {e}"))),
+            Err(_) => Err(RouterError::timeout(self.opts.timeout * 3)),
+        }
+    }
+
+    /// Runs an idempotent command line and hands its output to `piece` as it is read, so a
+    /// long listing is never held whole.
+    async fn run_streamed(
+        &self,
+        line: Vec<u8>,
+        piece: &mut (dyn FnMut(&[u8]) -> Result<()> + Send),
+    ) -> Result<()> {
+        let session = self.session.clone();
+        let url = self.url.clone();
+        let opts = self.opts.clone();
+        let (pieces, mut arriving) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+        let task = tokio::task::spawn_blocking(move || {
+            run_blocking(&session, &url, &opts, &line, true, &mut |p| {
+                // Fails only when the reader below gave up; the output is drained regardless,
+                // so the session stays usable.
+                let _ = pieces.blocking_send(p.to_vec());
+            })
+        });
+        let work = async {
+            let mut read = Ok(());
+            while let Some(p) = arriving.recv().await {
+                if read.is_ok() {
+                    read = piece(&p);
+                }
+            }
+            let ran = task
+                .await
+                .map_err(|e| RouterError::Protocol(format!("SSH task failed: {e}")))?;
+            ran.and(read)
+        };
+        match tokio::time::timeout(self.opts.timeout * 3, work).await {
+            Ok(r) => r,
             Err(_) => Err(RouterError::timeout(self.opts.timeout * 3)),
         }
     }
@@ -120,6 +128,59 @@ impl SshRouter {
         Err(cli::error_in(&out).unwrap_or_else(|| {
             RouterError::Other(String::from_utf8_lossy(&out).trim().to_string())
         }))
+    }
+}
+
+/// Runs `line` on the router's session (opening one if needed), handing the output to `out`
+/// piece by piece; an empty line only makes sure a session exists. A stale session is replaced
+/// and an idempotent command retried once, unless output was handed over already.
+fn run_blocking(
+    session: &Mutex<Option<Session>>,
+    url: &RouterUrl,
+    opts: &ConnectOptions,
+    line: &[u8],
+    idempotent: bool,
+    out: &mut dyn FnMut(&[u8]),
+) -> Result<()> {
+    let mut slot = session
+        .lock()
+        .map_err(|_| RouterError::Protocol("SSH session lock poisoned".into()))?;
+    let reused = slot.is_some();
+    if slot.is_none() {
+        *slot = Some(open_session(url, opts)?);
+    }
+    if line.is_empty() {
+        return Ok(());
+    }
+    let mut handed_over = false;
+    let first = match slot.as_ref() {
+        Some(s) => exec(s, line, &mut |p| {
+            handed_over = true;
+            out(p);
+        }),
+        None => Err(RouterError::Unreachable("no SSH session".into())),
+    };
+    match first {
+        Err(e) if e.is_connection_error() => {
+            *slot = None;
+            if reused && idempotent && !handed_over {
+                debug!(error = %e, "SSH session went stale; retrying on a new one");
+                let fresh = open_session(url, opts)?;
+                let ran = exec(&fresh, line, out);
+                if ran.is_ok() {
+                    *slot = Some(fresh);
+                }
+                ran
+            } else {
+                Err(e)
+            }
+        }
+        // A timed-out exec leaves the session mid-conversation: start afresh next time.
+        Err(e @ RouterError::Timeout(_)) => {
+            *slot = None;
+            Err(e)
+        }
+        other => other,
     }
 }
 
@@ -203,7 +264,14 @@ fn check_host_key(sess: &Session, host: &str, port: u16, path: &Path) -> Result<
     }
 }
 
-fn exec(sess: &Session, line: &[u8]) -> Result<Vec<u8>> {
+/// Receive window of an exec channel, in bytes.
+const SSH_WINDOW: u32 = 256 * 1024;
+/// Largest packet the router may send on it (libssh2's default).
+const SSH_PACKET: u32 = 32 * 1024;
+
+/// Runs one command on its own channel; standard output then standard error go to `out` in
+/// pieces as they are read.
+fn exec(sess: &Session, line: &[u8], out: &mut dyn FnMut(&[u8])) -> Result<()> {
     let io = |what: &str, e: &dyn std::fmt::Display| {
         let msg = format!("SSH {what}: {e}");
         if msg.contains("timed out") || msg.contains("Timed out") {
@@ -212,20 +280,34 @@ fn exec(sess: &Session, line: &[u8]) -> Result<Vec<u8>> {
             RouterError::Unreachable(msg)
         }
     };
-    let mut ch = sess.channel_session().map_err(|e| io("channel", &e))?;
+    // A small receive window: libssh2 queues up to a window of output that we have not read
+    // yet, and its default (2 MiB per channel) is more than the agent's whole budget for a
+    // listing. 256 KiB still keeps a LAN link busy.
+    let mut ch = sess
+        .channel_open("session", SSH_WINDOW, SSH_PACKET, None)
+        .map_err(|e| io("channel", &e))?;
     // ssh2 takes the command as &str. `cli::quote` writes every non-ASCII byte as `\XX`, so
     // lines we build are ASCII; anything else is refused rather than sent corrupted.
     let cmd = std::str::from_utf8(line).map_err(|_| RouterError::InvalidValue {
         message: "SSH command line is not UTF-8".into(),
     })?;
     ch.exec(cmd).map_err(|e| io("exec", &e))?;
-    let mut out = Vec::new();
-    ch.read_to_end(&mut out).map_err(|e| io("read", &e))?;
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        match ch.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(io("read", &e)),
+        }
+    }
     let mut err = Vec::new();
     let _ = ch.stderr().read_to_end(&mut err);
     let _ = ch.wait_close();
-    out.extend_from_slice(&err);
-    Ok(out)
+    if !err.is_empty() {
+        out(&err);
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -240,22 +322,55 @@ impl Router for SshRouter {
         query: &[(&str, Text)],
         proplist: &[&str],
     ) -> Result<Vec<Row>> {
+        let mut rows = Vec::new();
+        self.print_each(menu, query, proplist, &mut |row| rows.push(row))
+            .await?;
+        Ok(rows)
+    }
+
+    async fn print_each(
+        &self,
+        menu: &str,
+        query: &[(&str, Text)],
+        proplist: &[&str],
+        visit: &mut (dyn FnMut(Row) + Send),
+    ) -> Result<()> {
         if !self.no_serialize.load(Ordering::Relaxed) {
-            let out = self
-                .run(cli::print_line(menu, query, proplist)?, true)
-                .await?;
-            match cli::parse_json_rows(&out) {
+            let mut elements = Elements::default();
+            let line = cli::print_line(menu, query, proplist)?;
+            self.run_streamed(line, &mut |piece| {
+                elements.feed(piece, &mut |value| {
+                    rows_from(value)?.into_iter().for_each(&mut *visit);
+                    Ok::<_, RouterError>(())
+                })
+            })
+            .await?;
+            let not_json = match elements.finish() {
+                Ok(None) => return Ok(()),
+                Ok(Some(whole)) => {
+                    rows_from(whole)?.into_iter().for_each(&mut *visit);
+                    return Ok(());
+                }
+                Err(Ok(e)) => return Err(e.into()),
+                Err(Err(NotJson(output))) => output,
+            };
+            // Not JSON: an error text, maybe the one of a router without `:serialize`.
+            match cli::parse_json_rows(&not_json) {
                 Err(RouterError::InvalidValue { message }) if message.contains("serialize") => {
                     info!(router = %self.describe(), "router has no :serialize (RouterOS 6?); reading `print as-value` instead");
                     self.no_serialize.store(true, Ordering::Relaxed);
                 }
-                other => return other,
+                other => {
+                    other?.into_iter().for_each(&mut *visit);
+                    return Ok(());
+                }
             }
         }
         let out = self
             .run(cli::print_as_value_line(menu, query, proplist)?, true)
             .await?;
-        cli::parse_as_value(&out)
+        cli::parse_as_value(&out)?.into_iter().for_each(visit);
+        Ok(())
     }
 
     async fn add(&self, menu: &str, attrs: &[(&str, Text)]) -> Result<Id> {
