@@ -142,21 +142,26 @@ impl Pop {
             .append(true)
             .open(self.dir.path().join("agent.log"))
             .expect("agent log");
-        let child = Command::new("faketime")
-            .args(["-f", offset])
-            .arg(workspace_bin("easyisp-agent"))
+        // The library preloaded into the agent itself, not the `faketime` wrapper: the wrapper
+        // forks, and killing it (kill_agent, or the test's end) would leave the agent running.
+        let library = faketime_library().expect(
+            "libfaketime is installed (apt-get install faketime, as scripts/install-deps does)",
+        );
+        let child = Command::new(workspace_bin("easyisp-agent"))
             .arg("--config")
             .arg(&self.config)
             .arg("run")
             .args(run_args(extra))
             .env("RUST_LOG", "info")
+            .env("LD_PRELOAD", library)
+            .env("FAKETIME", offset)
             .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
             .kill_on_drop(true)
             .spawn()
-            .expect("faketime runs the agent (install it: apt-get install faketime)");
+            .expect("the agent starts");
         self.agent = Some(child);
     }
 
@@ -221,6 +226,21 @@ impl Pop {
         }
         panic!("timed out waiting for {what}\n{}", self.logs());
     }
+}
+
+/// libfaketime's preload library, where Debian's `faketime` package puts it.
+fn faketime_library() -> Option<PathBuf> {
+    let lib = std::fs::read_dir("/usr/lib")
+        .ok()?
+        .flatten()
+        .find_map(|dir| {
+            let candidate = dir.path().join("faketime/libfaketime.so.1");
+            candidate.exists().then_some(candidate)
+        });
+    lib.or_else(|| {
+        let candidate = PathBuf::from("/usr/lib/faketime/libfaketime.so.1");
+        candidate.exists().then_some(candidate)
+    })
 }
 
 /// `run`'s flags: a 5 s full reconcile and a 1 s counter poll unless `extra` sets its own.
