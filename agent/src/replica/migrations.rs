@@ -82,6 +82,12 @@ const MIGRATIONS: &[&str] = &[
 pub fn apply(conn: &mut Connection) -> Result<()> {
     let applied: usize =
         conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
+    if applied > known() {
+        return Err(super::ReplicaError::NewerSchema {
+            found: applied,
+            known: known(),
+        });
+    }
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
@@ -100,6 +106,19 @@ pub fn known() -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_replica_from_a_newer_version_is_refused() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        apply(&mut conn).unwrap();
+        conn.pragma_update(None, "user_version", (known() + 1) as i64)
+            .unwrap();
+        let err = apply(&mut conn).unwrap_err();
+        assert!(
+            matches!(err, super::super::ReplicaError::NewerSchema { .. }),
+            "{err}"
+        );
+    }
 
     #[test]
     fn changes_queued_before_the_sync_migration_name_their_customer() {

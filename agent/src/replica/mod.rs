@@ -29,6 +29,12 @@ pub enum ReplicaError {
     Corrupt { id: String, reason: String },
     #[error("replica database {path}: {reason}")]
     Open { path: PathBuf, reason: String },
+    #[error(
+        "the replica has schema version {found}, newer than this easyisp-agent knows ({known}): \
+         a newer version migrated it; run that version, or move the replica aside and let \
+         central send a fresh snapshot (docs/upgrade.md)"
+    )]
+    NewerSchema { found: usize, known: usize },
     #[error("the replica's writer thread has stopped")]
     WriterGone,
 }

@@ -5,7 +5,7 @@
 //! INTEGER minor units. Customers keep SQLite's integer rowid as their list order and keyset
 //! cursor (newest first) and as the FTS5 content rowid.
 
-use super::Result;
+use super::{Result, StorageError};
 use rusqlite::Connection;
 
 const MIGRATIONS: &[&str] = &[
@@ -305,6 +305,13 @@ pub fn known_version() -> i64 {
 /// transaction.
 pub fn apply(conn: &mut Connection) -> Result<()> {
     let current: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if current > known_version() {
+        // Its tables may mean something this build does not know: refuse rather than guess.
+        return Err(StorageError::NewerSchema {
+            found: current,
+            known: known_version(),
+        });
+    }
     for (index, sql) in MIGRATIONS.iter().enumerate() {
         let version = index as i64 + 1;
         if version <= current {
@@ -332,6 +339,17 @@ mod tests {
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
         assert_eq!(v, MIGRATIONS.len() as i64);
+    }
+
+    #[test]
+    fn a_database_from_a_newer_version_is_refused() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        apply(&mut conn).unwrap();
+        conn.pragma_update(None, "user_version", known_version() + 1)
+            .unwrap();
+        let err = apply(&mut conn).unwrap_err();
+        assert!(matches!(err, StorageError::NewerSchema { .. }), "{err}");
+        assert!(err.to_string().contains("newer"), "{err}");
     }
 
     #[test]

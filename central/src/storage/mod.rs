@@ -77,6 +77,12 @@ pub enum StorageError {
     },
     #[error(transparent)]
     Secrets(#[from] SecretsError),
+    #[error(
+        "the database has schema version {found}, newer than this easyisp-central knows ({known}): \
+         a newer version migrated it; run that version, or restore a backup taken before the \
+         upgrade (docs/upgrade.md)"
+    )]
+    NewerSchema { found: i64, known: i64 },
     #[error("stored data is damaged: {0}")]
     Corrupt(String),
     #[error("data directory {path}: {source}")]
