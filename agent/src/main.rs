@@ -46,13 +46,15 @@ enum Command {
     /// Run the agent: keep the router in line with the replica (reconcile on every change and
     /// in full every reconcile interval), cut customers off at the exact second they expire,
     /// auto-renew from the wallet, turn session counters into sessions, and sync with central
-    /// over MQTT when the config has a [central] section (standalone otherwise). Stops on
+    /// over MQTT when the config has a [central] section (standalone otherwise). One daemon
+    /// per data directory: it holds DATA_DIR/agent.lock and a second one is refused. Stops on
     /// SIGTERM.
     Run(cli::RunArgs),
 
-    /// Show what the agent knows: router reachable, customers by status, active sessions,
-    /// pending changes, clock state, a held mass cut-off, the last reconcile, and sync with
-    /// central (broker connected, applied position, last acknowledgement). Changes nothing.
+    /// Show what the agent knows: whether its daemon is running, router reachable, customers
+    /// by status, active sessions, pending changes, clock state, a held mass cut-off, the last
+    /// reconcile, and sync with central (broker connected, applied position, last
+    /// acknowledgement). Changes nothing.
     Status(cli::StatusArgs),
 
     /// List the router's PPP secrets and hotspot users that EasyISP does not own; with --apply,
