@@ -2,16 +2,12 @@
 //! done, the router has the secret with the right speed profile; suspending it drops the
 //! session; sessions and presence come back to central.
 
-use super::Pop;
+use super::{Pop, text};
 use easyisp_tests::sim_harness::SessionKind;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::time::Duration;
 
 const CONVERGE: Duration = Duration::from_secs(20);
-
-fn text<'a>(row: &'a Value, key: &str) -> &'a str {
-    row[key].as_str().unwrap_or_default()
-}
 
 #[tokio::test]
 async fn a_customer_created_at_central_appears_on_the_router_with_its_speed_profile() {

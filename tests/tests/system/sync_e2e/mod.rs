@@ -255,6 +255,11 @@ fn run_args(extra: &[String]) -> Vec<String> {
     args
 }
 
+/// A string property of a simulator row (`""` when absent).
+pub(crate) fn text<'a>(row: &'a Value, key: &str) -> &'a str {
+    row[key].as_str().unwrap_or_default()
+}
+
 fn tail(log: &str) -> &str {
     let start = log.len().saturating_sub(6000);
     let start = (start..log.len())

@@ -3,15 +3,11 @@
 //! Hand-made drift on another customer's secret shows which kind of pass ran: only a full
 //! pass repairs it.
 
-use super::{Pop, PopOptions};
-use serde_json::{Value, json};
+use super::{Pop, PopOptions, text};
+use serde_json::json;
 use std::time::Duration;
 
 const CONVERGE: Duration = Duration::from_secs(20);
-
-fn text<'a>(row: &'a Value, key: &str) -> &'a str {
-    row[key].as_str().unwrap_or_default()
-}
 
 #[tokio::test]
 async fn a_customer_change_touches_only_that_customer_and_a_package_change_repairs_all() {
