@@ -71,7 +71,7 @@ pub struct Plan {
 }
 
 /// A router object that may carry our ownership marker.
-trait Owned {
+pub trait Owned {
     fn comment(&self) -> Option<&Text>;
     fn name(&self) -> &Text;
     fn owner(&self) -> Option<Uuid> {
@@ -97,63 +97,194 @@ owned!(
     AddressListEntry => address,
 );
 
-/// How one menu's desired specs compare with its observed objects.
-struct MenuDiff<'a, O, S> {
-    create: Vec<&'a S>,
-    update: Vec<(&'a O, &'a S)>,
-    remove: Vec<&'a O>,
+/// A desired object: the router object it becomes, its name there, and when an observed
+/// object already is what it asks for.
+pub trait Spec: Sync {
+    type Object: Owned + Send;
+    /// The menu's name in messages.
+    const LABEL: &'static str;
+    fn name(&self) -> &[u8];
+    fn satisfied_by(&self, object: &Self::Object) -> bool;
 }
 
-fn diff<'a, O: Owned, S>(
-    desired: &'a BTreeMap<Uuid, S>,
-    observed: &'a [O],
-    spec_name: impl Fn(&S) -> Text,
-    same: impl Fn(&O, &S) -> bool,
-    menu: &str,
-    blocked: &mut Vec<(Uuid, String)>,
-) -> MenuDiff<'a, O, S> {
-    let mut ours: BTreeMap<Uuid, Vec<&O>> = BTreeMap::new();
-    let mut foreign_names = HashSet::new();
-    for object in observed {
-        match object.owner() {
-            Some(owner) => ours.entry(owner).or_default().push(object),
-            None => {
-                foreign_names.insert(object.name().as_bytes().to_vec());
-            }
+impl Spec for PppProfileSpec {
+    type Object = PppProfile;
+    const LABEL: &'static str = "PPP profile";
+    fn name(&self) -> &[u8] {
+        self.name.as_bytes()
+    }
+    fn satisfied_by(&self, o: &PppProfile) -> bool {
+        o.name == self.name
+            && same_rate(&o.rate_limit, &self.rate_limit)
+            && text_eq(&o.comment, &self.comment)
+    }
+}
+
+impl Spec for HotspotUserProfileSpec {
+    type Object = HotspotUserProfile;
+    const LABEL: &'static str = "hotspot user profile";
+    fn name(&self) -> &[u8] {
+        self.name.as_bytes()
+    }
+    fn satisfied_by(&self, o: &HotspotUserProfile) -> bool {
+        o.name == self.name
+            && same_rate(&o.rate_limit, &self.rate_limit)
+            && text_eq(&o.comment, &self.comment)
+    }
+}
+
+impl Spec for PppSecretSpec {
+    type Object = PppSecret;
+    const LABEL: &'static str = "PPP secret";
+    fn name(&self) -> &[u8] {
+        self.name.as_bytes()
+    }
+    fn satisfied_by(&self, o: &PppSecret) -> bool {
+        o.name == self.name
+            && o.profile == self.profile
+            && o.disabled == self.disabled
+            && o.service == self.service
+            && o.remote_address == self.remote_address
+            && text_eq(&o.comment, &self.comment)
+            // A router that hides passwords from this user cannot be compared; trust it.
+            && o.password.as_ref().is_none_or(|p| p.expose() == self.password.expose())
+    }
+}
+
+impl Spec for HotspotUserSpec {
+    type Object = HotspotUser;
+    const LABEL: &'static str = "hotspot user";
+    fn name(&self) -> &[u8] {
+        self.name.as_bytes()
+    }
+    fn satisfied_by(&self, o: &HotspotUser) -> bool {
+        o.name == self.name
+            && o.profile == self.profile
+            && o.disabled == self.disabled
+            && text_eq(&o.comment, &self.comment)
+            && o.password
+                .as_ref()
+                .is_none_or(|p| p.expose() == self.password.expose())
+    }
+}
+
+impl Spec for SimpleQueueSpec {
+    type Object = SimpleQueue;
+    const LABEL: &'static str = "simple queue";
+    fn name(&self) -> &[u8] {
+        self.name.as_bytes()
+    }
+    fn satisfied_by(&self, o: &SimpleQueue) -> bool {
+        o.name == self.name
+            && o.target.as_deref().map(normalise_target) == Some(normalise_target(&self.target))
+            && same_rate(&o.max_limit, &self.max_limit)
+            && o.disabled == self.disabled
+            && text_eq(&o.comment, &self.comment)
+    }
+}
+
+impl Spec for AddressListEntrySpec {
+    type Object = AddressListEntry;
+    const LABEL: &'static str = "address-list entry";
+    fn name(&self) -> &[u8] {
+        self.address.as_bytes()
+    }
+    fn satisfied_by(&self, o: &AddressListEntry) -> bool {
+        o.address.as_bytes() == self.address.as_bytes()
+            && !o.disabled
+            && text_eq(&o.comment, &self.comment)
+    }
+}
+
+/// One menu's observed objects, compared with its desired specs one object at a time as they
+/// arrive from the router. Only what must change is kept: an object that already matches its
+/// spec is dropped at once, so a pass never holds a whole menu.
+pub struct MenuDiff<'d, S: Spec> {
+    desired: &'d BTreeMap<Uuid, S>,
+    /// Owners whose first object has been seen (later ones are duplicates).
+    seen: HashSet<Uuid>,
+    /// Owners whose object carries another name: a rename is a new object.
+    renamed: HashSet<Uuid>,
+    update: Vec<(Uuid, S::Object)>,
+    remove: Vec<S::Object>,
+    /// Names held by objects we do not own.
+    foreign: HashSet<Vec<u8>>,
+}
+
+/// What a menu needs: specs to create, objects to update with their spec, objects to remove.
+struct Changes<'d, S: Spec> {
+    create: Vec<&'d S>,
+    update: Vec<(S::Object, &'d S)>,
+    remove: Vec<S::Object>,
+}
+
+impl<'d, S: Spec> MenuDiff<'d, S> {
+    pub fn new(desired: &'d BTreeMap<Uuid, S>) -> Self {
+        MenuDiff {
+            desired,
+            seen: HashSet::new(),
+            renamed: HashSet::new(),
+            update: Vec::new(),
+            remove: Vec::new(),
+            foreign: HashSet::new(),
         }
     }
-    let mut out = MenuDiff {
-        create: Vec::new(),
-        update: Vec::new(),
-        remove: Vec::new(),
-    };
-    for (owner, spec) in desired {
-        match ours.remove(owner) {
-            Some(mut objects) => {
-                // Keep the first; duplicates (a hand-made copy of our comment) go.
-                let first = objects.remove(0);
-                out.remove.extend(objects);
-                if first.name().as_bytes() != spec_name(spec).as_bytes() {
+
+    /// Compares one observed object with what its owner wants.
+    pub fn visit(&mut self, object: S::Object) {
+        let Some(owner) = object.owner() else {
+            self.foreign.insert(object.name().as_bytes().to_vec());
+            return;
+        };
+        match self.desired.get(&owner) {
+            Some(spec) if self.seen.insert(owner) => {
+                if object.name().as_bytes() != spec.name() {
                     // RouterOS drivers never rename in an update (the name is the key they
                     // re-resolve by), so a rename is a new object and the removal of the old.
-                    out.create.push(spec);
-                    out.remove.push(first);
-                } else if !same(first, spec) {
-                    out.update.push((first, spec));
+                    self.renamed.insert(owner);
+                    self.remove.push(object);
+                } else if !spec.satisfied_by(&object) {
+                    self.update.push((owner, object));
                 }
             }
-            None if foreign_names.contains(spec_name(spec).as_bytes()) => blocked.push((
-                *owner,
-                format!(
-                    "{menu} {:?} exists on the router but is not EasyISP's; adopt it",
-                    spec_name(spec).to_string_lossy()
-                ),
-            )),
-            None => out.create.push(spec),
+            // A duplicate (a hand-made copy of our comment; the first seen is kept), or the
+            // object of an owner that wants none here any more.
+            _ => self.remove.push(object),
         }
     }
-    out.remove.extend(ours.into_values().flatten());
-    out
+
+    fn finish(self, blocked: &mut Vec<(Uuid, String)>) -> Changes<'d, S> {
+        let mut create = Vec::new();
+        for (owner, spec) in self.desired {
+            if self.renamed.contains(owner) {
+                create.push(spec);
+            } else if self.seen.contains(owner) {
+                continue;
+            } else if self.foreign.contains(spec.name()) {
+                blocked.push((
+                    *owner,
+                    format!(
+                        "{} {:?} exists on the router but is not EasyISP's; adopt it",
+                        S::LABEL,
+                        String::from_utf8_lossy(spec.name())
+                    ),
+                ));
+            } else {
+                create.push(spec);
+            }
+        }
+        let mut update = self.update;
+        update.sort_by_key(|(owner, _)| *owner);
+        let desired = self.desired;
+        Changes {
+            create,
+            update: update
+                .into_iter()
+                .map(|(owner, object)| (object, &desired[&owner]))
+                .collect(),
+            remove: self.remove,
+        }
+    }
 }
 
 fn text_eq(a: &Option<Text>, b: &Option<Text>) -> bool {
@@ -165,259 +296,264 @@ fn same_rate(observed: &Option<String>, desired: &Option<String>) -> bool {
     norm(observed) == norm(desired)
 }
 
-/// Compares the replica's wishes with the router and returns the operations.
-pub fn plan(desired: &Desired, observed: &Observed) -> Plan {
-    let mut plan = Plan::default();
-    let blocked = &mut plan.blocked;
+/// The configuration menus of one pass, each compared as its objects arrive. Feed every
+/// menu's objects (address-list entries of [`CUTOFF_LIST`] only), then [`finish`] it.
+///
+/// [`finish`]: Menus::finish
+pub struct Menus<'d> {
+    desired: &'d Desired,
+    pub ppp_profiles: MenuDiff<'d, PppProfileSpec>,
+    pub hotspot_profiles: MenuDiff<'d, HotspotUserProfileSpec>,
+    pub ppp_secrets: MenuDiff<'d, PppSecretSpec>,
+    pub hotspot_users: MenuDiff<'d, HotspotUserSpec>,
+    pub queues: MenuDiff<'d, SimpleQueueSpec>,
+    pub cutoffs: MenuDiff<'d, AddressListEntrySpec>,
+}
 
-    let ppp_profiles = diff(
-        &desired.ppp_profiles,
-        &observed.ppp_profiles,
-        |s| s.name.clone(),
-        |o, s| {
-            o.name == s.name
-                && same_rate(&o.rate_limit, &s.rate_limit)
-                && text_eq(&o.comment, &s.comment)
-        },
-        "PPP profile",
-        blocked,
-    );
-    let hotspot_profiles = diff(
-        &desired.hotspot_profiles,
-        &observed.hotspot_profiles,
-        |s| s.name.clone(),
-        |o, s| {
-            o.name == s.name
-                && same_rate(&o.rate_limit, &s.rate_limit)
-                && text_eq(&o.comment, &s.comment)
-        },
-        "hotspot user profile",
-        blocked,
-    );
-    let secrets = diff(
-        &desired.ppp_secrets,
-        &observed.ppp_secrets,
-        |s| s.name.clone(),
-        |o, s| {
-            o.name == s.name
-                && o.profile == s.profile
-                && o.disabled == s.disabled
-                && o.service == s.service
-                && o.remote_address == s.remote_address
-                && text_eq(&o.comment, &s.comment)
-                // A router that hides passwords from this user cannot be compared; trust it.
-                && o.password.as_ref().is_none_or(|p| p.expose() == s.password.expose())
-        },
-        "PPP secret",
-        blocked,
-    );
-    let users = diff(
-        &desired.hotspot_users,
-        &observed.hotspot_users,
-        |s| s.name.clone(),
-        |o, s| {
-            o.name == s.name
-                && o.profile == s.profile
-                && o.disabled == s.disabled
-                && text_eq(&o.comment, &s.comment)
-                && o.password
-                    .as_ref()
-                    .is_none_or(|p| p.expose() == s.password.expose())
-        },
-        "hotspot user",
-        blocked,
-    );
-    let queues = diff(
-        &desired.queues,
-        &observed.queues,
-        |s| s.name.clone(),
-        |o, s| {
-            o.name == s.name
-                && o.target.as_deref().map(normalise_target) == Some(normalise_target(&s.target))
-                && same_rate(&o.max_limit, &s.max_limit)
-                && o.disabled == s.disabled
-                && text_eq(&o.comment, &s.comment)
-        },
-        "simple queue",
-        blocked,
-    );
-    let cutoff_entries: Vec<AddressListEntry> = observed
-        .address_list
-        .iter()
-        .filter(|e| e.list == CUTOFF_LIST)
-        .cloned()
-        .collect();
-    let cutoffs = diff(
-        &desired.cutoffs,
-        &cutoff_entries,
-        |s| Text::from(s.address.as_str()),
-        |o, s| {
-            o.address.as_bytes() == s.address.as_bytes()
-                && !o.disabled
-                && text_eq(&o.comment, &s.comment)
-        },
-        "address-list entry",
-        blocked,
-    );
+impl<'d> Menus<'d> {
+    pub fn new(desired: &'d Desired) -> Self {
+        Menus {
+            desired,
+            ppp_profiles: MenuDiff::new(&desired.ppp_profiles),
+            hotspot_profiles: MenuDiff::new(&desired.hotspot_profiles),
+            ppp_secrets: MenuDiff::new(&desired.ppp_secrets),
+            hotspot_users: MenuDiff::new(&desired.hotspot_users),
+            queues: MenuDiff::new(&desired.queues),
+            cutoffs: MenuDiff::new(&desired.cutoffs),
+        }
+    }
 
-    // Creations and updates, profiles first.
-    let ops = &mut plan.ops;
-    ops.extend(
-        ppp_profiles
-            .create
-            .into_iter()
-            .cloned()
-            .map(Op::CreatePppProfile),
-    );
-    ops.extend(
-        ppp_profiles
-            .update
-            .iter()
-            .map(|(o, s)| Op::UpdatePppProfile(o.id.clone(), (*s).clone())),
-    );
-    ops.extend(
-        hotspot_profiles
-            .create
-            .into_iter()
-            .cloned()
-            .map(Op::CreateHotspotProfile),
-    );
-    ops.extend(
-        hotspot_profiles
-            .update
-            .iter()
-            .map(|(o, s)| Op::UpdateHotspotProfile(o.id.clone(), (*s).clone())),
-    );
-    ops.extend(secrets.create.into_iter().cloned().map(Op::CreatePppSecret));
-    ops.extend(
-        secrets
-            .update
-            .iter()
-            .map(|(o, s)| Op::UpdatePppSecret(o.id.clone(), (*s).clone())),
-    );
-    ops.extend(users.create.into_iter().cloned().map(Op::CreateHotspotUser));
-    ops.extend(
-        users
-            .update
-            .iter()
-            .map(|(o, s)| Op::UpdateHotspotUser(o.id.clone(), (*s).clone())),
-    );
-    ops.extend(queues.create.into_iter().cloned().map(Op::CreateQueue));
-    ops.extend(
-        queues
-            .update
-            .iter()
-            .map(|(o, s)| Op::UpdateQueue(o.id.clone(), (*s).clone())),
-    );
-    ops.extend(cutoffs.create.into_iter().cloned().map(Op::CreateCutoff));
-    // Removals of objects that reference profiles come before the profiles.
-    let removed_secrets: HashSet<Vec<u8>> = secrets
-        .remove
-        .iter()
-        .map(|s| s.name.as_bytes().to_vec())
-        .collect();
-    let removed_users: HashSet<Vec<u8>> = users
-        .remove
-        .iter()
-        .map(|u| u.name.as_bytes().to_vec())
-        .collect();
-    ops.extend(cutoffs.remove.into_iter().cloned().map(Op::RemoveCutoff));
-    ops.extend(queues.remove.into_iter().cloned().map(Op::RemoveQueue));
-    ops.extend(secrets.remove.into_iter().cloned().map(Op::RemovePppSecret));
-    ops.extend(users.remove.into_iter().cloned().map(Op::RemoveHotspotUser));
-    // A customer whose speeds changed (new package, or the package's rate-limit changed) gets
-    // them on reconnect only (RouterOS applies a profile at login): drop the live session so
-    // the CPE redials at once with the new speeds, as an operator expects.
-    let changed_profiles: HashSet<&[u8]> = ppp_profiles
-        .update
-        .iter()
-        .map(|(_, s)| s.name.as_bytes())
-        .chain(
+    /// The configuration operations, in a safe order, and which live sessions must go.
+    pub fn finish(self) -> Sessions<'d> {
+        let desired = self.desired;
+        let mut blocked = Vec::new();
+        let ppp_profiles = self.ppp_profiles.finish(&mut blocked);
+        let hotspot_profiles = self.hotspot_profiles.finish(&mut blocked);
+        let secrets = self.ppp_secrets.finish(&mut blocked);
+        let users = self.hotspot_users.finish(&mut blocked);
+        let queues = self.queues.finish(&mut blocked);
+        let cutoffs = self.cutoffs.finish(&mut blocked);
+
+        // Creations and updates, profiles first.
+        let mut ops = Vec::new();
+        ops.extend(
+            ppp_profiles
+                .create
+                .into_iter()
+                .cloned()
+                .map(Op::CreatePppProfile),
+        );
+        ops.extend(
+            ppp_profiles
+                .update
+                .iter()
+                .map(|(o, s)| Op::UpdatePppProfile(o.id.clone(), (*s).clone())),
+        );
+        ops.extend(
+            hotspot_profiles
+                .create
+                .into_iter()
+                .cloned()
+                .map(Op::CreateHotspotProfile),
+        );
+        ops.extend(
             hotspot_profiles
                 .update
                 .iter()
-                .map(|(_, s)| s.name.as_bytes()),
-        )
-        .collect();
-    let mut reprofiled: HashSet<Vec<u8>> = HashSet::new();
-    for (observed, spec) in &secrets.update {
-        if observed.profile != spec.profile {
-            reprofiled.insert(spec.name.as_bytes().to_vec());
+                .map(|(o, s)| Op::UpdateHotspotProfile(o.id.clone(), (*s).clone())),
+        );
+        ops.extend(secrets.create.into_iter().cloned().map(Op::CreatePppSecret));
+        ops.extend(
+            secrets
+                .update
+                .iter()
+                .map(|(o, s)| Op::UpdatePppSecret(o.id.clone(), (*s).clone())),
+        );
+        ops.extend(users.create.into_iter().cloned().map(Op::CreateHotspotUser));
+        ops.extend(
+            users
+                .update
+                .iter()
+                .map(|(o, s)| Op::UpdateHotspotUser(o.id.clone(), (*s).clone())),
+        );
+        ops.extend(queues.create.into_iter().cloned().map(Op::CreateQueue));
+        ops.extend(
+            queues
+                .update
+                .iter()
+                .map(|(o, s)| Op::UpdateQueue(o.id.clone(), (*s).clone())),
+        );
+        ops.extend(cutoffs.create.into_iter().cloned().map(Op::CreateCutoff));
+
+        // A customer whose speeds changed (new package, or the package's rate-limit changed)
+        // gets them on reconnect only (RouterOS applies a profile at login): its live session
+        // is dropped so the CPE redials at once with the new speeds, as an operator expects.
+        let changed_profiles: HashSet<&[u8]> = ppp_profiles
+            .update
+            .iter()
+            .map(|(_, s)| s.name.as_bytes())
+            .chain(
+                hotspot_profiles
+                    .update
+                    .iter()
+                    .map(|(_, s)| s.name.as_bytes()),
+            )
+            .collect();
+        let mut reprofiled: HashSet<Vec<u8>> = HashSet::new();
+        for (observed, spec) in &secrets.update {
+            if observed.profile != spec.profile {
+                reprofiled.insert(spec.name.as_bytes().to_vec());
+            }
         }
-    }
-    for (observed, spec) in &users.update {
-        if observed.profile != spec.profile {
-            reprofiled.insert(spec.name.as_bytes().to_vec());
+        for (observed, spec) in &users.update {
+            if observed.profile != spec.profile {
+                reprofiled.insert(spec.name.as_bytes().to_vec());
+            }
         }
-    }
-    for spec in desired
-        .ppp_secrets
-        .values()
-        .filter(|s| changed_profiles.contains(s.profile.as_bytes()))
-    {
-        reprofiled.insert(spec.name.as_bytes().to_vec());
-    }
-    for spec in desired
-        .hotspot_users
-        .values()
-        .filter(|s| changed_profiles.contains(s.profile.as_bytes()))
-    {
-        reprofiled.insert(spec.name.as_bytes().to_vec());
-    }
-    // Only now drop live sessions: their secret is already disabled or gone, so the CPE's
-    // redial fails (removing the session first lets it reconnect before the disable lands).
-    let cut: HashSet<&[u8]> = desired.cut_users.iter().map(|u| u.as_bytes()).collect();
-    let ours_ppp: HashSet<&[u8]> = desired
-        .ppp_secrets
-        .values()
-        .map(|s| s.name.as_bytes())
-        .collect();
-    let ours_hotspot: HashSet<&[u8]> = desired
-        .hotspot_users
-        .values()
-        .map(|u| u.name.as_bytes())
-        .collect();
-    for session in &observed.ppp_sessions {
-        let name = session.name.as_bytes();
-        let reconnect = ours_ppp.contains(name) && reprofiled.contains(name);
-        if (cut.contains(name) && ours_ppp.contains(name))
-            || removed_secrets.contains(name)
-            || reconnect
-        {
-            ops.push(Op::KickPpp {
-                id: session.id.clone(),
-                name: session.name.clone(),
-            });
+        if !changed_profiles.is_empty() {
+            let secret_names = desired
+                .ppp_secrets
+                .values()
+                .filter(|s| changed_profiles.contains(s.profile.as_bytes()))
+                .map(|s| &s.name);
+            let user_names = desired
+                .hotspot_users
+                .values()
+                .filter(|u| changed_profiles.contains(u.profile.as_bytes()))
+                .map(|u| &u.name);
+            reprofiled.extend(
+                secret_names
+                    .chain(user_names)
+                    .map(|n| n.as_bytes().to_vec()),
+            );
         }
-    }
-    for session in &observed.hotspot_sessions {
-        let name = session.user.as_bytes();
-        let reconnect = ours_hotspot.contains(name) && reprofiled.contains(name);
-        if (cut.contains(name) && ours_hotspot.contains(name))
-            || removed_users.contains(name)
-            || reconnect
-        {
-            ops.push(Op::KickHotspot {
-                id: session.id.clone(),
-                name: session.user.clone(),
-            });
-        }
-    }
-    ops.extend(
-        ppp_profiles
+
+        // Removals of objects that reference profiles come before the profiles.
+        let removed_secrets = secrets
             .remove
-            .into_iter()
-            .cloned()
-            .map(Op::RemovePppProfile),
-    );
-    ops.extend(
-        hotspot_profiles
+            .iter()
+            .map(|s| s.name.as_bytes().to_vec())
+            .collect();
+        let removed_users = users
             .remove
-            .into_iter()
-            .cloned()
-            .map(Op::RemoveHotspotProfile),
-    );
-    plan
+            .iter()
+            .map(|u| u.name.as_bytes().to_vec())
+            .collect();
+        ops.extend(cutoffs.remove.into_iter().map(Op::RemoveCutoff));
+        ops.extend(queues.remove.into_iter().map(Op::RemoveQueue));
+        ops.extend(secrets.remove.into_iter().map(Op::RemovePppSecret));
+        ops.extend(users.remove.into_iter().map(Op::RemoveHotspotUser));
+        let mut last = Vec::new();
+        last.extend(ppp_profiles.remove.into_iter().map(Op::RemovePppProfile));
+        last.extend(
+            hotspot_profiles
+                .remove
+                .into_iter()
+                .map(Op::RemoveHotspotProfile),
+        );
+        Sessions {
+            cut: desired.cut_users.iter().map(|u| u.as_bytes()).collect(),
+            ours_ppp: desired
+                .ppp_secrets
+                .values()
+                .map(|s| s.name.as_bytes())
+                .collect(),
+            ours_hotspot: desired
+                .hotspot_users
+                .values()
+                .map(|u| u.name.as_bytes())
+                .collect(),
+            removed_secrets,
+            removed_users,
+            reprofiled,
+            plan: Plan { ops, blocked },
+            last,
+        }
+    }
+}
+
+/// The second half of a pass: which live sessions to drop. Sessions are dropped only after
+/// their secret is disabled or gone, so the CPE's redial fails (removing the session first
+/// lets it reconnect before the disable lands); profiles are removed last.
+pub struct Sessions<'d> {
+    cut: HashSet<&'d [u8]>,
+    ours_ppp: HashSet<&'d [u8]>,
+    ours_hotspot: HashSet<&'d [u8]>,
+    removed_secrets: HashSet<Vec<u8>>,
+    removed_users: HashSet<Vec<u8>>,
+    reprofiled: HashSet<Vec<u8>>,
+    plan: Plan,
+    last: Vec<Op>,
+}
+
+impl Sessions<'_> {
+    /// Whether the live PPP session of `name` must be dropped.
+    pub fn drops_ppp(&self, name: &[u8]) -> bool {
+        let ours = self.ours_ppp.contains(name);
+        (ours && (self.cut.contains(name) || self.reprofiled.contains(name)))
+            || self.removed_secrets.contains(name)
+    }
+
+    /// Whether the live hotspot session of `user` must be dropped.
+    pub fn drops_hotspot(&self, user: &[u8]) -> bool {
+        let ours = self.ours_hotspot.contains(user);
+        (ours && (self.cut.contains(user) || self.reprofiled.contains(user)))
+            || self.removed_users.contains(user)
+    }
+
+    /// The whole plan, given the sessions to drop (`(id, name)`, as the router listed them).
+    pub fn finish(mut self, ppp: Vec<(Id, Text)>, hotspot: Vec<(Id, Text)>) -> Plan {
+        let ops = &mut self.plan.ops;
+        ops.extend(ppp.into_iter().map(|(id, name)| Op::KickPpp { id, name }));
+        ops.extend(
+            hotspot
+                .into_iter()
+                .map(|(id, name)| Op::KickHotspot { id, name }),
+        );
+        ops.append(&mut self.last);
+        self.plan
+    }
+}
+
+/// Compares the replica's wishes with a router state read whole, and returns the operations.
+pub fn plan(desired: &Desired, observed: &Observed) -> Plan {
+    let mut menus = Menus::new(desired);
+    for o in &observed.ppp_profiles {
+        menus.ppp_profiles.visit(o.clone());
+    }
+    for o in &observed.hotspot_profiles {
+        menus.hotspot_profiles.visit(o.clone());
+    }
+    for o in &observed.ppp_secrets {
+        menus.ppp_secrets.visit(o.clone());
+    }
+    for o in &observed.hotspot_users {
+        menus.hotspot_users.visit(o.clone());
+    }
+    for o in &observed.queues {
+        menus.queues.visit(o.clone());
+    }
+    for o in observed
+        .address_list
+        .iter()
+        .filter(|e| e.list == CUTOFF_LIST)
+    {
+        menus.cutoffs.visit(o.clone());
+    }
+    let sessions = menus.finish();
+    let ppp = observed
+        .ppp_sessions
+        .iter()
+        .filter(|s| sessions.drops_ppp(s.name.as_bytes()))
+        .map(|s| (s.id.clone(), s.name.clone()))
+        .collect();
+    let hotspot = observed
+        .hotspot_sessions
+        .iter()
+        .filter(|s| sessions.drops_hotspot(s.user.as_bytes()))
+        .map(|s| (s.id.clone(), s.user.clone()))
+        .collect();
+    sessions.finish(ppp, hotspot)
 }
 
 /// RouterOS prints a single-address target as `10.0.0.5/32` or `10.0.0.5`; compare both.

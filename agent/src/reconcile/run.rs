@@ -1,13 +1,15 @@
 //! Applies a reconcile plan to the router: the I/O shell around `plan`.
 //!
-//! Reads every menu once (never one request per customer), plans, and applies operations in
-//! the planned order. An operation that fails with a client-side error (invalid value, a name
+//! Reads every menu once (never one request per customer), comparing objects with the desired
+//! state as they arrive, and applies operations in the planned order. An operation that fails with a client-side error (invalid value, a name
 //! taken meanwhile) is reported and the rest go on; a connection error stops the pass, since
 //! every later operation would fail the same way, and the caller retries with backoff.
 
+use super::CUTOFF_LIST;
 use super::desired::Desired;
-use super::plan::{Observed, Op, Plan, plan};
-use crate::routeros::{Router, RouterError};
+use super::plan::{Menus, Op, Plan};
+use crate::routeros::status::{HOTSPOT_ACTIVE_MENU, PPP_ACTIVE_MENU};
+use crate::routeros::{AddressListEntry, Id, Router, RouterError, Text, each_object};
 use std::time::{Duration, Instant};
 
 /// What one reconcile pass did.
@@ -30,43 +32,84 @@ impl Report {
     }
 }
 
-/// Reads the router's current state: one list read per menu, run concurrently.
-pub async fn observe(router: &dyn Router) -> Result<Observed, RouterError> {
-    let (ppp_profiles, hotspot_profiles, ppp_secrets, hotspot_users) = tokio::try_join!(
-        router.ppp_profiles(),
-        router.hotspot_user_profiles(),
-        router.ppp_secrets(),
-        router.hotspot_users(),
-    )?;
-    let (queues, address_list, ppp_sessions, hotspot_sessions) = tokio::try_join!(
-        router.simple_queues(),
-        router.address_list_entries(),
-        router.ppp_sessions(),
-        router.hotspot_sessions(),
-    )?;
-    Ok(Observed {
-        ppp_profiles,
-        hotspot_profiles,
-        ppp_secrets,
-        hotspot_users,
-        queues,
-        address_list,
-        ppp_sessions,
-        hotspot_sessions,
-    })
-}
-
-/// One full pass: observe, plan, apply.
+/// One full pass: observe and plan, then apply.
 pub async fn reconcile(
     router: &dyn Router,
     desired: &Desired,
 ) -> Result<(Plan, Report), RouterError> {
     let started = Instant::now();
-    let observed = observe(router).await?;
-    let planned = plan(desired, &observed);
+    let planned = observe_and_plan(router, desired).await?;
     let mut report = apply(router, &planned).await;
     report.duration = started.elapsed();
     Ok((planned, report))
+}
+
+/// Reads every menu once (one list request each, several at a time) and compares each object
+/// with the desired state as it arrives, so only the objects that must change are kept; then
+/// reads the live sessions' ids and names and picks the ones to drop.
+pub async fn observe_and_plan(router: &dyn Router, desired: &Desired) -> Result<Plan, RouterError> {
+    let mut menus = Menus::new(desired);
+    let Menus {
+        ppp_profiles,
+        hotspot_profiles,
+        ppp_secrets,
+        hotspot_users,
+        queues,
+        cutoffs,
+        ..
+    } = &mut menus;
+    tokio::try_join!(
+        each_object(router, &[], |o| ppp_profiles.visit(o)),
+        each_object(router, &[], |o| hotspot_profiles.visit(o)),
+        each_object(router, &[], |o| ppp_secrets.visit(o)),
+        each_object(router, &[], |o| hotspot_users.visit(o)),
+    )?;
+    let cutoff_list = [("list", Text::from(CUTOFF_LIST))];
+    tokio::try_join!(
+        each_object(router, &[], |o| queues.visit(o)),
+        each_object(router, &cutoff_list, |o: AddressListEntry| {
+            if o.list == CUTOFF_LIST {
+                cutoffs.visit(o);
+            }
+        }),
+    )?;
+    let sessions = menus.finish();
+    let (ppp, hotspot) = tokio::try_join!(
+        sessions_to_drop(router, PPP_ACTIVE_MENU, "name", |name| sessions
+            .drops_ppp(name)),
+        sessions_to_drop(router, HOTSPOT_ACTIVE_MENU, "user", |user| sessions
+            .drops_hotspot(user)),
+    )?;
+    Ok(sessions.finish(ppp, hotspot))
+}
+
+/// `(id, name)` of the live sessions in `menu` whose `key` (the user name) `drops` picks: only
+/// those two properties are read, and only the picked sessions are kept.
+async fn sessions_to_drop(
+    router: &dyn Router,
+    menu: &str,
+    key: &str,
+    drops: impl Fn(&[u8]) -> bool + Send + Sync,
+) -> Result<Vec<(Id, Text)>, RouterError> {
+    let mut picked = Vec::new();
+    let mut failed = None;
+    router
+        .print_each(menu, &[], &[".id", key], &mut |row| {
+            let name = row.text(key);
+            if drops(name.as_bytes()) {
+                match row.id() {
+                    Ok(id) => picked.push((id, name)),
+                    Err(e) => {
+                        failed.get_or_insert(e);
+                    }
+                }
+            }
+        })
+        .await?;
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(picked),
+    }
 }
 
 /// Applies the operations in order.

@@ -50,6 +50,16 @@ use status::{
     PPP_ACTIVE_PROPLIST, PPPOE_IF_PROPLIST, RESOURCE_PROPLIST,
 };
 
+/// Hands each object of menu `O` whose properties equal every `key` pair to `visit` as soon
+/// as its row has arrived: a listing that is compared and dropped object by object, never held.
+pub async fn each_object<O: RouterObject>(
+    router: &dyn Router,
+    key: &[(&str, Text)],
+    visit: impl FnMut(O) + Send,
+) -> Result<()> {
+    ops::each(router, key, visit).await
+}
+
 /// Identity, version, board and clock in one value (what `probe` prints first).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct SystemInfo {

@@ -52,6 +52,22 @@ pub(crate) async fn find<O: RouterObject, R: Router + ?Sized>(
     Ok(out)
 }
 
+/// Hands each object of menu `O` matching `key` to `visit` as its row arrives, without
+/// keeping the listing (a row that cannot be parsed is logged and skipped).
+pub(crate) async fn each<O: RouterObject, R: Router + ?Sized>(
+    r: &R,
+    key: &[(&str, Text)],
+    mut visit: impl FnMut(O) + Send,
+) -> Result<()> {
+    r.print_each(O::MENU, key, O::PROPLIST, &mut |row| match O::from_row(&row) {
+        Ok(o) => visit(o),
+        Err(e) => {
+            warn!(kind = O::KIND, error = %e, "skipping a row the router sent that we cannot parse")
+        }
+    })
+    .await
+}
+
 pub(crate) async fn find_one<O: RouterObject, R: Router + ?Sized>(
     r: &R,
     key: &[(&str, Text)],
