@@ -44,42 +44,35 @@ pub async fn reconcile(
     Ok((planned, report))
 }
 
-/// Reads every menu once (one list request each, several at a time) and compares each object
-/// with the desired state as it arrives, so only the objects that must change are kept; then
-/// reads the live sessions' ids and names and picks the ones to drop.
+/// Reads every menu once (one list request each) and compares each object with the desired
+/// state as it arrives, so only the objects that must change are kept; then reads the live
+/// sessions' ids and names and picks the ones to drop. The menus are read one after the
+/// other: a router's REST server answers requests serially and the SSH driver has one
+/// session (routeros.md §1.8), so concurrent reads gain little and would hold several
+/// replies in flight at once.
 pub async fn observe_and_plan(router: &dyn Router, desired: &Desired) -> Result<Plan, RouterError> {
     let mut menus = Menus::new(desired);
-    let Menus {
-        ppp_profiles,
-        hotspot_profiles,
-        ppp_secrets,
-        hotspot_users,
-        queues,
-        cutoffs,
-        ..
-    } = &mut menus;
-    tokio::try_join!(
-        each_object(router, &[], |o| ppp_profiles.visit(o)),
-        each_object(router, &[], |o| hotspot_profiles.visit(o)),
-        each_object(router, &[], |o| ppp_secrets.visit(o)),
-        each_object(router, &[], |o| hotspot_users.visit(o)),
-    )?;
+    each_object(router, &[], |o| menus.ppp_profiles.visit(o)).await?;
+    each_object(router, &[], |o| menus.hotspot_profiles.visit(o)).await?;
+    each_object(router, &[], |o| menus.ppp_secrets.visit(o)).await?;
+    each_object(router, &[], |o| menus.hotspot_users.visit(o)).await?;
+    each_object(router, &[], |o| menus.queues.visit(o)).await?;
     let cutoff_list = [("list", Text::from(CUTOFF_LIST))];
-    tokio::try_join!(
-        each_object(router, &[], |o| queues.visit(o)),
-        each_object(router, &cutoff_list, |o: AddressListEntry| {
-            if o.list == CUTOFF_LIST {
-                cutoffs.visit(o);
-            }
-        }),
-    )?;
+    each_object(router, &cutoff_list, |o: AddressListEntry| {
+        if o.list == CUTOFF_LIST {
+            menus.cutoffs.visit(o);
+        }
+    })
+    .await?;
     let sessions = menus.finish();
-    let (ppp, hotspot) = tokio::try_join!(
-        sessions_to_drop(router, PPP_ACTIVE_MENU, "name", |name| sessions
-            .drops_ppp(name)),
-        sessions_to_drop(router, HOTSPOT_ACTIVE_MENU, "user", |user| sessions
-            .drops_hotspot(user)),
-    )?;
+    let ppp = sessions_to_drop(router, PPP_ACTIVE_MENU, "name", |name| {
+        sessions.drops_ppp(name)
+    })
+    .await?;
+    let hotspot = sessions_to_drop(router, HOTSPOT_ACTIVE_MENU, "user", |user| {
+        sessions.drops_hotspot(user)
+    })
+    .await?;
     Ok(sessions.finish(ppp, hotspot))
 }
 

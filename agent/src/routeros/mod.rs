@@ -11,9 +11,9 @@
 //!
 //! Listings stream: the typed reads go through [`Router::print_each`], which every transport
 //! implements by handing over each row as soon as it has arrived, and the row is turned into
-//! its typed object at once. A menu of 10,000 rows is thus held once, as typed objects, never
-//! also as a reply body, a JSON tree or a list of property maps (docs/benchmarks.md, agent
-//! memory).
+//! its typed object at once. A menu of 10,000 rows is thus never held as a reply body, a JSON
+//! tree or a list of property maps; a full reconcile ([`each_object`]) does not even keep the
+//! typed objects, only those that must change (docs/benchmarks.md, agent memory).
 //!
 //! `.id`s are only valid until the next reboot (§7.8): callers use ids from a recent listing,
 //! and update/remove re-resolve by name (or list+address) when the id has vanished.

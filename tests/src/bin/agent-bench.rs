@@ -1,8 +1,9 @@
 //! Agent benchmark: a full reconcile of 10,000 customers against the RouterOS simulator, and
 //! the agent's memory while it manages them. Prints figures; asserts nothing.
 //!
-//! Run it in release mode with the simulator built beside it:
-//! `cargo build --release -p easyisp-tests -p easyisp-agent --bins && target/release/agent-bench`
+//! Run it with the profile the agent ships with, and the simulator and agent built beside it:
+//! `cargo build --profile release-small -p easyisp-tests -p easyisp-agent --bins &&
+//! target/release-small/agent-bench`
 //!
 //! `AGENT_BENCH_SCHEMES=api,ssh` picks the drivers (default: REST, API and SSH);
 //! `AGENT_BENCH_SESSIONS=N` the number of customers online (default half of them);
