@@ -6,6 +6,7 @@
 use super::{Shared, backoff, state};
 use crate::counters::track::{CounterWidth, Sample, SiteContext, Tracker};
 use crate::replica::store;
+use crate::routeros::status::{HOTSPOT_ACTIVE_MENU, HOTSPOT_ACTIVE_PROPLIST};
 use crate::routeros::{HotspotSession, PppSession, Router, RouterError};
 use chrono::{DateTime, Utc};
 use easyisp_protocol::NodeId;
@@ -102,6 +103,9 @@ async fn poll_once(
         |name| usernames.get(name).copied(),
         Uuid::now_v7,
     );
+    // The poll's listings and lookups are done with: free them before the write.
+    drop(samples);
+    drop(usernames);
     if changed.is_empty() {
         return Ok(());
     }
@@ -182,12 +186,33 @@ async fn read_samples(
             w
         }
     };
-    let (ppp, hotspot) = tokio::try_join!(router.ppp_sessions(), router.hotspot_sessions())?;
-    let samples = ppp
+    // One menu after the other, each turned into samples at once: a PPP session has to wait
+    // for its interface's counters (a second listing), a hotspot session becomes its sample
+    // as its row arrives, so at most one listing is ever held as typed sessions.
+    let mut samples: Vec<Sample> = router
+        .ppp_sessions()
+        .await?
         .iter()
         .map(ppp_sample)
-        .chain(hotspot.iter().map(hotspot_sample))
         .collect();
+    let mut failed = None;
+    router
+        .print_each(
+            HOTSPOT_ACTIVE_MENU,
+            &[],
+            HOTSPOT_ACTIVE_PROPLIST,
+            &mut |row| match HotspotSession::from_row(&row) {
+                Ok(session) => samples.push(hotspot_sample(&session)),
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
+            },
+        )
+        .await?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    samples.shrink_to_fit();
     Ok((samples, counter_width))
 }
 
