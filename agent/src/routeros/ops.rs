@@ -22,17 +22,6 @@ pub(crate) async fn singleton<R: Router + ?Sized>(
         .ok_or_else(|| RouterError::Protocol(format!("{menu} returned no row")))
 }
 
-/// Adds the object read from `row` to `out`.
-fn parse_into<O: RouterObject>(row: &Row, out: &mut Vec<O>) {
-    match O::from_row(row) {
-        Ok(o) => out.push(o),
-        // One odd row (a value format we do not know) must not hide all the others.
-        Err(e) => {
-            warn!(kind = O::KIND, error = %e, "skipping a row the router sent that we cannot parse")
-        }
-    }
-}
-
 pub(crate) async fn list<O: RouterObject, R: Router + ?Sized>(r: &R) -> Result<Vec<O>> {
     find(r, &[]).await
 }
@@ -43,10 +32,7 @@ pub(crate) async fn find<O: RouterObject, R: Router + ?Sized>(
     key: &[(&str, Text)],
 ) -> Result<Vec<O>> {
     let mut out = Vec::new();
-    r.print_each(O::MENU, key, O::PROPLIST, &mut |row| {
-        parse_into(&row, &mut out)
-    })
-    .await?;
+    each(r, key, |o| out.push(o)).await?;
     // A listing is kept for a whole pass: give back what doubling the vector left unused.
     out.shrink_to_fit();
     Ok(out)
@@ -61,6 +47,7 @@ pub(crate) async fn each<O: RouterObject, R: Router + ?Sized>(
 ) -> Result<()> {
     r.print_each(O::MENU, key, O::PROPLIST, &mut |row| match O::from_row(&row) {
         Ok(o) => visit(o),
+        // One odd row (a value format we do not know) must not hide all the others.
         Err(e) => {
             warn!(kind = O::KIND, error = %e, "skipping a row the router sent that we cannot parse")
         }
