@@ -258,12 +258,29 @@ impl Broker {
     }
 
     /// Rewrites `passwd` and `acl` from the accounts table and, in managed mode, tells
-    /// Mosquitto to re-read them (it drops clients whose account is gone).
+    /// Mosquitto to re-read them (it drops clients whose account is gone) and waits until it
+    /// has.
     pub async fn reload_accounts(&self) -> Result<(), BrokerError> {
         let _guard = self.inner.rewrite.lock().await;
         write_account_files(&self.inner.paths, &self.inner.storage).await?;
-        if let Some(supervisor) = &self.inner.supervisor {
-            supervisor.reload();
+        if self.inner.supervisor.is_some() {
+            // Callers answer only once the broker holds the new accounts: an agent that is
+            // handed its password logs in at once, and a revoked one must be out by then.
+            let inner = self.inner.clone();
+            let confirmed = tokio::task::spawn_blocking(move || {
+                inner
+                    .supervisor
+                    .as_ref()
+                    .is_some_and(|supervisor| supervisor.reload_and_wait())
+            })
+            .await
+            .unwrap_or(false);
+            if !confirmed {
+                tracing::warn!(
+                    "mosquitto did not confirm re-reading its accounts within 5 s; \
+                     the change applies once it does (or at its next start)"
+                );
+            }
         }
         Ok(())
     }

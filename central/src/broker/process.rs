@@ -27,6 +27,15 @@ const LOG_TAIL: usize = 40;
 const HEALTHY_RUN: Duration = Duration::from_secs(60);
 /// How long a stopping Mosquitto gets after SIGTERM before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
+/// The line Mosquitto logs on SIGHUP, just before it re-reads its files in the same turn of
+/// its (single-threaded) event loop, so any connection it reads after that line meets the new
+/// accounts.
+const RELOAD_LINE: &str = "reloading config";
+/// A reload not confirmed by then is signalled again: a SIGHUP that lands while Mosquitto is
+/// still re-reading for an earlier one is folded into it and may not see the newest files.
+const RELOAD_RESIGNAL: Duration = Duration::from_millis(500);
+/// How long a caller waits for a reload to be confirmed before going on without it.
+const RELOAD_WAIT: Duration = Duration::from_secs(5);
 
 enum Control {
     Reload,
@@ -41,6 +50,8 @@ pub struct State {
     /// How many times a child exited without being asked to.
     pub unexpected_exits: u32,
     pub log_tail: VecDeque<String>,
+    /// How many times Mosquitto logged that it is re-reading its files.
+    pub reloads_logged: u64,
 }
 
 /// A supervised Mosquitto.
@@ -113,6 +124,31 @@ impl Supervisor {
     pub fn reload(&self) {
         if let Ok(control) = self.control.lock() {
             let _ = control.send(Control::Reload);
+        }
+    }
+
+    /// Asks for a reload and blocks (call off the runtime) until Mosquitto logs that it
+    /// re-read its files, signalling again every 500 ms; `false` when 5 s pass without that,
+    /// e.g. while it is being restarted (a new child reads the current files anyway).
+    pub fn reload_and_wait(&self) -> bool {
+        let logged = || self.state.lock().map(|s| s.reloads_logged).unwrap_or(0);
+        let before = logged();
+        let deadline = Instant::now() + RELOAD_WAIT;
+        loop {
+            self.reload();
+            let resignal = (Instant::now() + RELOAD_RESIGNAL).min(deadline);
+            while Instant::now() < resignal {
+                if logged() > before {
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if logged() > before {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
         }
     }
 
@@ -306,9 +342,22 @@ fn forward_log(stderr: std::process::ChildStderr, state: &Mutex<State>) {
             if s.log_tail.len() >= LOG_TAIL {
                 s.log_tail.pop_front();
             }
+            if is_reload_line(&line) {
+                s.reloads_logged += 1;
+            }
             s.log_tail.push_back(line);
         }
     }
+}
+
+/// Whether Mosquitto logged a reload; a leading `SECONDS: ` timestamp (its default, though
+/// central's config turns it off) is skipped.
+fn is_reload_line(line: &str) -> bool {
+    let text = match line.split_once(": ") {
+        Some((stamp, rest)) if stamp.bytes().all(|b| b.is_ascii_digit()) => rest,
+        _ => line,
+    };
+    text.to_ascii_lowercase().starts_with(RELOAD_LINE)
 }
 
 /// Per-connection lines (a fleet reconnecting writes thousands) go to DEBUG, including TLS
@@ -327,5 +376,65 @@ fn log_line(line: &str) {
         tracing::warn!(target: "mosquitto", "{line}");
     } else {
         tracing::info!(target: "mosquitto", "{line}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A real Mosquitto on a free loopback port with an anonymous listener and no files.
+    fn supervised(dir: &Path) -> Supervisor {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap();
+        let conf = dir.join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "log_dest stderr\nlog_type all\nallow_anonymous true\nlistener {port} 127.0.0.1\n"
+            ),
+        )
+        .unwrap();
+        let supervisor = Supervisor::start(find_mosquitto().unwrap(), conf).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "{}", supervisor.log_tail());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        supervisor
+    }
+
+    #[test]
+    fn a_reload_returns_once_mosquitto_has_reread_its_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let supervisor = supervised(dir.path());
+        for round in 1..=3 {
+            assert!(supervisor.reload_and_wait(), "{}", supervisor.log_tail());
+            let logged = supervisor.state.lock().unwrap().reloads_logged;
+            assert!(logged >= round, "round {round}: {logged} reloads logged");
+        }
+        assert_eq!(supervisor.unexpected_exits(), 0, "{}", supervisor.log_tail());
+    }
+
+    #[test]
+    fn reload_lines_are_told_apart_from_client_chatter() {
+        assert!(is_reload_line("Reloading config."));
+        assert!(is_reload_line("1796150680: Reloading config."));
+        assert!(!is_reload_line("New client connected from 127.0.0.1 as reloading config"));
+        assert!(!is_reload_line("x: Reloading config."));
+    }
+
+    #[test]
+    fn a_reload_nobody_answers_gives_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let supervisor = supervised(dir.path());
+        // A stopped Mosquitto cannot confirm anything.
+        signal(supervisor.pid().unwrap(), libc::SIGSTOP);
+        let started = Instant::now();
+        assert!(!supervisor.reload_and_wait());
+        assert!(started.elapsed() >= RELOAD_WAIT);
+        signal(supervisor.pid().unwrap(), libc::SIGCONT);
     }
 }
