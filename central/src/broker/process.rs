@@ -415,14 +415,21 @@ mod tests {
             let logged = supervisor.state.lock().unwrap().reloads_logged;
             assert!(logged >= round, "round {round}: {logged} reloads logged");
         }
-        assert_eq!(supervisor.unexpected_exits(), 0, "{}", supervisor.log_tail());
+        assert_eq!(
+            supervisor.unexpected_exits(),
+            0,
+            "{}",
+            supervisor.log_tail()
+        );
     }
 
     #[test]
     fn reload_lines_are_told_apart_from_client_chatter() {
         assert!(is_reload_line("Reloading config."));
         assert!(is_reload_line("1796150680: Reloading config."));
-        assert!(!is_reload_line("New client connected from 127.0.0.1 as reloading config"));
+        assert!(!is_reload_line(
+            "New client connected from 127.0.0.1 as reloading config"
+        ));
         assert!(!is_reload_line("x: Reloading config."));
     }
 
