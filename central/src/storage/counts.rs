@@ -14,6 +14,7 @@ use super::{Result, ms};
 use chrono::{DateTime, Utc};
 use easyisp_protocol::{ConnectionType, CustomerStatus};
 use rusqlite::{Connection, ToSql, params};
+use std::collections::HashMap;
 use uuid::Uuid;
 
 const DAY_MS: i64 = 86_400_000;
@@ -23,8 +24,13 @@ const DAY_MS: i64 = 86_400_000;
 pub struct CountKey {
     state: i64,
     connection_type: &'static str,
-    package: String,
+    package: Option<Uuid>,
     expiry_day: Option<i64>,
+}
+
+/// How `package_id` is stored in the counts tables ("" for none).
+fn package_text(package: Option<Uuid>) -> String {
+    package.map(|p| p.to_string()).unwrap_or_default()
 }
 
 pub fn key_of(row: &CustomerRow) -> Option<CountKey> {
@@ -35,7 +41,7 @@ pub fn key_of(row: &CustomerRow) -> Option<CountKey> {
     Some(CountKey {
         state,
         connection_type: row.connection_type.as_str(),
-        package: row.package_id.map(|p| p.to_string()).unwrap_or_default(),
+        package: row.package_id,
         expiry_day: if state == 0 {
             row.expires_at.map(|at| ms(at).div_euclid(DAY_MS))
         } else {
@@ -44,25 +50,36 @@ pub fn key_of(row: &CustomerRow) -> Option<CountKey> {
     })
 }
 
+const UPSERT_COUNTS: &str =
+    "INSERT INTO customer_counts (tenant_id, state, connection_type, package_id, n)
+     VALUES (?1, ?2, ?3, ?4, ?5)
+     ON CONFLICT (tenant_id, state, connection_type, package_id) DO UPDATE SET n = n + excluded.n";
+const UPSERT_EXPIRY: &str =
+    "INSERT INTO customer_expiry_counts (tenant_id, day, connection_type, package_id, n)
+     VALUES (?1, ?2, ?3, ?4, ?5)
+     ON CONFLICT (tenant_id, day, connection_type, package_id) DO UPDATE SET n = n + excluded.n";
+const UPSERT_DAYS: &str = "INSERT INTO customer_expiry_days (tenant_id, day, n) VALUES (?1, ?2, ?3)
+     ON CONFLICT (tenant_id, day) DO UPDATE SET n = n + excluded.n";
+
 fn add(conn: &Connection, tenant: &str, key: &CountKey, delta: i64) -> Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO customer_counts (tenant_id, state, connection_type, package_id, n)
-         VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT (tenant_id, state, connection_type, package_id) DO UPDATE SET n = n + excluded.n",
-    )?
-    .execute(params![tenant, key.state, key.connection_type, key.package, delta])?;
+    let package = package_text(key.package);
+    conn.prepare_cached(UPSERT_COUNTS)?.execute(params![
+        tenant,
+        key.state,
+        key.connection_type,
+        package,
+        delta
+    ])?;
     if let Some(day) = key.expiry_day {
-        conn.prepare_cached(
-            "INSERT INTO customer_expiry_counts (tenant_id, day, connection_type, package_id, n)
-             VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (tenant_id, day, connection_type, package_id) DO UPDATE SET n = n + excluded.n",
-        )?
-        .execute(params![tenant, day, key.connection_type, key.package, delta])?;
-        conn.prepare_cached(
-            "INSERT INTO customer_expiry_days (tenant_id, day, n) VALUES (?1, ?2, ?3)
-             ON CONFLICT (tenant_id, day) DO UPDATE SET n = n + excluded.n",
-        )?
-        .execute(params![tenant, day, delta])?;
+        conn.prepare_cached(UPSERT_EXPIRY)?.execute(params![
+            tenant,
+            day,
+            key.connection_type,
+            package,
+            delta
+        ])?;
+        conn.prepare_cached(UPSERT_DAYS)?
+            .execute(params![tenant, day, delta])?;
     }
     Ok(())
 }
@@ -87,9 +104,59 @@ pub fn apply(
     Ok(())
 }
 
-/// Adds `delta` customers to one bucket at once (bulk imports aggregate per batch).
-pub fn add_delta(conn: &Connection, tenant: Uuid, key: &CountKey, delta: i64) -> Result<()> {
-    add(conn, &tenant.to_string(), key, delta)
+/// The count changes of a batch of new customers, summed per row of each counts table, so a
+/// bulk import writes each touched row once. Expiries spread over a year make thousands of
+/// distinct keys per batch (day x type x package), but only a few hundred rows of
+/// `customer_counts` and `customer_expiry_days`: summing per [`CountKey`] instead wrote all
+/// three tables once per key.
+#[derive(Debug, Default)]
+pub struct BatchDeltas {
+    counts: HashMap<(i64, &'static str, Option<Uuid>), i64>,
+    expiry: HashMap<(i64, &'static str, Option<Uuid>), i64>,
+    days: HashMap<i64, i64>,
+}
+
+impl BatchDeltas {
+    /// Counts one more customer in `key`'s buckets.
+    pub fn add(&mut self, key: &CountKey) {
+        let CountKey {
+            state,
+            connection_type,
+            package,
+            expiry_day,
+        } = key;
+        *self
+            .counts
+            .entry((*state, *connection_type, *package))
+            .or_default() += 1;
+        if let Some(day) = *expiry_day {
+            *self
+                .expiry
+                .entry((day, *connection_type, *package))
+                .or_default() += 1;
+            *self.days.entry(day).or_default() += 1;
+        }
+    }
+
+    /// Writes the sums, with the same statements [`apply`] uses.
+    pub fn write(self, conn: &Connection, tenant: Uuid) -> Result<()> {
+        let tenant = tenant.to_string();
+        let mut counts = conn.prepare_cached(UPSERT_COUNTS)?;
+        for ((state, connection_type, package), n) in self.counts {
+            let package = package_text(package);
+            counts.execute(params![tenant, state, connection_type, package, n])?;
+        }
+        let mut expiry = conn.prepare_cached(UPSERT_EXPIRY)?;
+        for ((day, connection_type, package), n) in self.expiry {
+            let package = package_text(package);
+            expiry.execute(params![tenant, day, connection_type, package, n])?;
+        }
+        let mut days = conn.prepare_cached(UPSERT_DAYS)?;
+        for (day, n) in self.days {
+            days.execute(params![tenant, day, n])?;
+        }
+        Ok(())
+    }
 }
 
 /// The exact number of live customers matching the filters at `now`.

@@ -15,10 +15,10 @@
 //! the search index once after a large import ([`Storage::optimize_search_index`]).
 
 use super::audit::PreparedEvent;
-use super::counts::{self, CountKey};
-use super::customer_row::{CustomerRow, NewCustomer, STAMPED_FIELDS, index_for_search};
+use super::counts;
+use super::customer_row::{CustomerRow, NewCustomer, index_for_search};
 use super::customers::{build_row, check_references, duplicate, queue_sync, validity_days};
-use super::records::{LazyStamps, Stamps};
+use super::stamps::LazyStamps;
 use super::{Result, Storage, StorageError, Tx, actor_json, new_id, writer};
 use crate::secrets::Cipher;
 use chrono::{DateTime, Utc};
@@ -121,7 +121,7 @@ fn commit(tx: &mut Tx<'_>, import: PreparedImport) -> Result<usize> {
         check_references(conn, tenant, None, Some(router))?;
     }
     let n = rows.len();
-    let mut deltas: HashMap<CountKey, i64> = HashMap::new();
+    let mut deltas = counts::BatchDeltas::default();
     let mut range: Option<(i64, i64)> = None;
     for prepared in rows {
         let PreparedCustomer {
@@ -130,11 +130,7 @@ fn commit(tx: &mut Tx<'_>, import: PreparedImport) -> Result<usize> {
             changes,
         } = prepared;
         // The same stamps, in the same order, as `CustomerRow::diff` gives a new row.
-        let mut stamps = Stamps::default();
-        for field in STAMPED_FIELDS {
-            stamps.set(field, tx.stamp());
-        }
-        row.stamps = LazyStamps::Parsed(stamps);
+        row.stamps = LazyStamps::for_new_row(|| tx.stamp());
         row.insert_unindexed(tx.conn()).map_err(|e| match e {
             StorageError::Sqlite(rusqlite::Error::SqliteFailure(f, _))
                 if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
@@ -148,7 +144,7 @@ fn commit(tx: &mut Tx<'_>, import: PreparedImport) -> Result<usize> {
             Some((first, _)) => (first, row.rowid),
         });
         if let Some(key) = counts::key_of(&row) {
-            *deltas.entry(key).or_default() += 1;
+            deltas.add(&key);
         }
         tx.audit_prepared(PreparedEvent {
             id: audit_id,
@@ -166,9 +162,7 @@ fn commit(tx: &mut Tx<'_>, import: PreparedImport) -> Result<usize> {
     if let Some((first, last)) = range {
         index_for_search(tx.conn(), first, last)?;
     }
-    for (key, delta) in deltas {
-        counts::add_delta(tx.conn(), tenant, &key, delta)?;
-    }
+    deltas.write(tx.conn(), tenant)?;
     Ok(n)
 }
 

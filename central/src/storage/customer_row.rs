@@ -2,7 +2,7 @@
 //! it is written, how two versions differ (stamps + audit changes), and the API views built
 //! from it. The password column holds AEAD ciphertext and never reaches a view.
 
-use super::records::LazyStamps;
+use super::stamps::LazyStamps;
 use super::{Result, StorageError, Tx, from_ms, ms, parse_uuid};
 use chrono::{DateTime, Utc};
 use easyisp_protocol::audit::{FieldChange, secret_change};
@@ -123,7 +123,8 @@ pub const SELECT: &str = "SELECT c.rowid, c.id, c.tenant_id, c.username, c.passw
     LEFT JOIN packages p ON p.id = c.package_id AND p.tenant_id = c.tenant_id
     LEFT JOIN routers r ON r.id = c.router_id AND r.tenant_id = c.tenant_id";
 
-/// Every stamped field of a customer, in the order `changed_fields` visits them.
+/// Every stamped field of a customer, in the order `changed_fields` visits them. A field's
+/// index is its position in the stored stamps (`stamps`): add new fields at the end only.
 pub const STAMPED_FIELDS: [&str; 24] = [
     "username",
     "password",
@@ -289,7 +290,8 @@ impl CustomerRow {
     }
 
     /// Inserts the row without adding it to the search index: a bulk import indexes its whole
-    /// range of rowids at once with [`index_for_search`] before its job ends.
+    /// range of rowids at once with [`index_for_search`] before its job ends, and an API
+    /// create hands its rowid to `Tx::index_new_customer`.
     pub(super) fn insert_unindexed(&mut self, conn: &Connection) -> Result<()> {
         self.write_row(conn, true)
     }
@@ -345,7 +347,7 @@ impl CustomerRow {
             ms(self.created_at),
             self.deleted_at.map(ms),
             self.anonymized_at.map(ms),
-            self.stamps.to_json(),
+            self.stamps.to_stored(),
         ])?;
         if insert {
             self.rowid = conn.last_insert_rowid();

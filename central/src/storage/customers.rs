@@ -4,7 +4,7 @@
 //! caller's transaction, written by `Tx::flush`.
 
 use super::customer_row::{CustomerPatch, CustomerRow, NewCustomer};
-use super::records::LazyStamps;
+use super::stamps::LazyStamps;
 use super::{Result, Storage, StorageError, Tx, audit, counts, new_id};
 use crate::secrets::Cipher;
 use chrono::{DateTime, Duration, Utc};
@@ -26,7 +26,12 @@ fn commit_change(
     if old.is_some() && changes.is_empty() {
         return Ok(());
     }
-    new.save(tx.conn(), old.is_none())?;
+    if old.is_some() {
+        new.save(tx.conn(), false)?;
+    } else {
+        new.insert_unindexed(tx.conn())?;
+        tx.index_new_customer(new.rowid)?;
+    }
     counts::apply(
         tx.conn(),
         new.tenant_id,
@@ -235,7 +240,8 @@ impl Storage {
         input: NewCustomer,
     ) -> Result<CustomerDetail> {
         let cipher = self.cipher();
-        self.write(move |tx| {
+        // Adds one customer and touches no other: its search entry joins the group's.
+        self.write_adding_customers(move |tx| {
             let row = insert_new(tx, &cipher, tenant, &actor, input)?;
             let row = CustomerRow::load(tx.conn(), tenant, row.id, false)?;
             Ok(row.detail(tx.now()))

@@ -1,7 +1,7 @@
 //! Packages (service plans): CRUD with per-field stamps and audit; every change is queued
 //! for all synced routers of the tenant.
 
-use super::records::Stamps;
+use super::stamps::Stamps;
 use super::sync::outbox::DownItem;
 use super::{Result, Storage, StorageError, Tx, audit, from_ms, ms, new_id, parse_uuid};
 use chrono::{DateTime, Utc};

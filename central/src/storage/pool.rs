@@ -23,6 +23,7 @@ impl ReaderPool {
             conn.busy_timeout(std::time::Duration::from_secs(10))?;
             conn.pragma_update(None, "cache_size", -32768)?;
             conn.set_prepared_statement_cache_capacity(256);
+            super::plan_once(&conn)?;
             idle.push(conn);
         }
         Ok(ReaderPool {

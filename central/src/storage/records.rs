@@ -1,75 +1,15 @@
-//! Per-field hybrid-logical-clock stamps (a JSON column `stamps`: field → stamp) and the
-//! replicated records the sync issue sends to agents: `load_customer_record` and
-//! `load_package_record`.
+//! The replicated records the sync issue sends to agents, built from a row and its per-field
+//! stamps (`stamps`): `load_customer_record` and `load_package_record`.
 
 use super::customer_row::CustomerRow;
 use super::packages::PackageRow;
-use super::{Result, Storage, StorageError};
+use super::stamps::Stamps;
+use super::{Result, Storage};
 use easyisp_protocol::customer::SyncedSecret;
 use easyisp_protocol::hlc::Hlc;
 use easyisp_protocol::merge::Lww;
 use easyisp_protocol::{CustomerRecord, PackageRecord};
-use std::collections::BTreeMap;
 use uuid::Uuid;
-
-/// The stamp of each field's last write, keyed by the record's (snake_case) field name.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Stamps(BTreeMap<String, Hlc>);
-
-impl Stamps {
-    pub fn parse(text: &str) -> Result<Stamps> {
-        let raw: BTreeMap<String, String> =
-            serde_json::from_str(text).map_err(StorageError::corrupt)?;
-        let mut map = BTreeMap::new();
-        for (field, stamp) in raw {
-            map.insert(field, stamp.parse().map_err(StorageError::corrupt)?);
-        }
-        Ok(Stamps(map))
-    }
-
-    pub fn to_json(&self) -> String {
-        // `Hlc` serialises as its text form, so this is `{"field":"WALLMS-COUNTER-NODE",...}`.
-        serde_json::to_string(&self.0).unwrap_or_else(|_| "{}".into())
-    }
-
-    pub fn set(&mut self, field: &str, stamp: Hlc) {
-        self.0.insert(field.to_string(), stamp);
-    }
-
-    pub fn get(&self, field: &str) -> Hlc {
-        self.0.get(field).copied().unwrap_or_default()
-    }
-}
-
-/// A customer row's stamps, parsed only when a write or a record needs them (lists and
-/// details never do).
-#[derive(Debug, Clone, PartialEq)]
-pub enum LazyStamps {
-    Raw(String),
-    Parsed(Stamps),
-}
-
-impl Default for LazyStamps {
-    fn default() -> Self {
-        LazyStamps::Parsed(Stamps::default())
-    }
-}
-
-impl LazyStamps {
-    pub fn into_parsed(self) -> Result<Stamps> {
-        match self {
-            LazyStamps::Raw(text) => Stamps::parse(&text),
-            LazyStamps::Parsed(stamps) => Ok(stamps),
-        }
-    }
-
-    pub fn to_json(&self) -> String {
-        match self {
-            LazyStamps::Raw(text) => text.clone(),
-            LazyStamps::Parsed(stamps) => stamps.to_json(),
-        }
-    }
-}
 
 fn lww<T>(stamps: &Stamps, field: &str, value: T) -> Option<Lww<T>> {
     Some(Lww::new(value, stamps.get(field)))

@@ -5,76 +5,62 @@
 use super::*;
 use crate::storage::customer_row::CustomerPatch;
 use chrono::Duration;
-use easyisp_protocol::{ConnectionType, CustomerStatus, Secret};
+use easyisp_protocol::{ConnectionType, CustomerStatus};
 
 fn new_customer(username: &str) -> NewCustomer {
     NewCustomer {
-        username: username.into(),
-        password: Secret::new("Zebra-Lamp-42".into()),
-        name: format!("Name {username}"),
-        email: None,
         phone: Some("+254700000001".into()),
-        connection_type: ConnectionType::Pppoe,
-        package_id: None,
-        router_id: None,
-        expires_at: None,
-        location: None,
-        latitude: None,
-        longitude: None,
-        apartment_number: None,
-        house_number: None,
-        disabled: false,
-        auto_renew: false,
-        static_ip: None,
-        mac_bindings: Vec::new(),
-        tags: Vec::new(),
+        ..test_support::new_customer(username, &format!("Name {username}"))
     }
 }
 
-async fn open() -> (tempfile::TempDir, Storage, Uuid) {
-    let dir = tempfile::tempdir().unwrap();
-    let storage = Storage::open(
-        dir.path(),
-        StorageOptions {
-            readers: 2,
-            synchronous_full: false,
-        },
-    )
-    .unwrap();
-    let tenant = storage
-        .create_tenant("t".into(), None, "admin".into(), "hash".into())
+use test_support::open_with_tenant as open;
+
+/// Creates the customer "alice" and returns it with its replicated record.
+async fn alice(
+    storage: &Storage,
+    tenant: Uuid,
+) -> (
+    easyisp_protocol::customer::CustomerDetail,
+    easyisp_protocol::CustomerRecord,
+) {
+    let created = storage
+        .create_customer(tenant, system_actor("test"), new_customer("alice"))
         .await
         .unwrap();
-    (dir, storage, tenant)
+    let record = storage
+        .load_customer_record(tenant, created.id)
+        .await
+        .unwrap();
+    (created, record)
+}
+
+/// Renames a customer and returns its replicated record afterwards.
+async fn renamed(
+    storage: &Storage,
+    tenant: Uuid,
+    id: Uuid,
+    name: &str,
+) -> easyisp_protocol::CustomerRecord {
+    let patch = CustomerPatch {
+        name: Some(name.into()),
+        ..CustomerPatch::default()
+    };
+    storage
+        .update_customer(tenant, system_actor("test"), id, patch)
+        .await
+        .unwrap();
+    storage.load_customer_record(tenant, id).await.unwrap()
 }
 
 #[tokio::test]
 async fn customer_records_carry_every_field_with_stamps_and_the_password() {
     let (_dir, storage, tenant) = open().await;
-    let actor = system_actor("test");
-    let created = storage
-        .create_customer(tenant, actor.clone(), new_customer("alice"))
-        .await
-        .unwrap();
-    let before = storage
-        .load_customer_record(tenant, created.id)
-        .await
-        .unwrap();
+    let (created, before) = alice(&storage, tenant).await;
     assert_eq!(before.username(), "alice");
     assert_eq!(before.password_secret().unwrap().expose(), "Zebra-Lamp-42");
     assert!(before.name.is_some() && before.deleted_at.is_some() && before.tags.is_some());
-    let patch = CustomerPatch {
-        name: Some("Alice B".into()),
-        ..CustomerPatch::default()
-    };
-    storage
-        .update_customer(tenant, actor, created.id, patch)
-        .await
-        .unwrap();
-    let after = storage
-        .load_customer_record(tenant, created.id)
-        .await
-        .unwrap();
+    let after = renamed(&storage, tenant, created.id, "Alice B").await;
     let name_stamp = |r: &easyisp_protocol::CustomerRecord| r.name.as_ref().unwrap().stamp;
     assert!(
         name_stamp(&after) > name_stamp(&before),
@@ -85,6 +71,52 @@ async fn customer_records_carry_every_field_with_stamps_and_the_password() {
         before.username.as_ref().unwrap().stamp
     );
     assert!(format!("{after:?}").contains("[redacted]") && !format!("{after:?}").contains("Zebra"));
+}
+
+#[tokio::test]
+async fn a_customer_with_stamps_stored_before_migration_8_reads_and_is_rewritten_compact() {
+    let (dir, storage, tenant) = open().await;
+    let (created, before) = alice(&storage, tenant).await;
+    // Store the stamps in the JSON form rows of older versions have.
+    let column = |storage: &Storage| {
+        let storage = storage.clone();
+        async move {
+            storage
+                .read(move |conn| {
+                    Ok(conn.query_row(
+                        "SELECT stamps FROM customers WHERE id = ?1",
+                        [created.id.to_string()],
+                        |r| r.get::<_, String>(0),
+                    )?)
+                })
+                .await
+                .unwrap()
+        }
+    };
+    let compact = column(&storage).await;
+    assert!(compact.starts_with("2;"), "{compact}");
+    let json = stamps::Stamps::parse_stored(&compact, &customer_row::STAMPED_FIELDS)
+        .unwrap()
+        .to_json();
+    let conn = rusqlite::Connection::open(dir.path().join(DB_FILE)).unwrap();
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .unwrap();
+    conn.execute(
+        "UPDATE customers SET stamps = ?2 WHERE id = ?1",
+        rusqlite::params![created.id.to_string(), json],
+    )
+    .unwrap();
+    drop(conn);
+
+    let read = storage
+        .load_customer_record(tenant, created.id)
+        .await
+        .unwrap();
+    assert_eq!(read, before);
+    let after = renamed(&storage, tenant, created.id, "Alice B").await;
+    assert!(column(&storage).await.starts_with("2;"));
+    assert_eq!(after.username, before.username);
+    assert!(after.name.as_ref().unwrap().stamp > before.name.as_ref().unwrap().stamp);
 }
 
 #[tokio::test]
@@ -197,7 +229,7 @@ async fn maintained_totals_match_brute_force_at_every_instant() {
 
 #[tokio::test]
 async fn a_failed_change_leaves_neither_row_nor_audit_and_others_in_the_group_commit() {
-    let (_dir, storage, tenant) = open().await;
+    let (dir, storage, tenant) = open().await;
     let actor = system_actor("test");
     let mut handles = Vec::new();
     for i in 0..40 {
@@ -238,4 +270,24 @@ async fn a_failed_change_leaves_neither_row_nor_audit_and_others_in_the_group_co
         .await
         .unwrap();
     assert_eq!((customers, events), (ok, ok));
+    // The search index holds exactly the customers that committed.
+    let conn = rusqlite::Connection::open(dir.path().join(DB_FILE)).unwrap();
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .unwrap();
+    conn.execute(
+        "INSERT INTO customers_fts (customers_fts, rank) VALUES ('integrity-check', 1)",
+        [],
+    )
+    .unwrap();
+    let indexed: i64 = storage
+        .read(|conn| {
+            Ok(conn.query_row(
+                "SELECT COUNT(*) FROM customers_fts WHERE customers_fts MATCH '\"Name u\"'",
+                [],
+                |r| r.get(0),
+            )?)
+        })
+        .await
+        .unwrap();
+    assert_eq!(indexed, ok);
 }

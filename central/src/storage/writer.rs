@@ -5,8 +5,16 @@
 //! caller never sees a success that was not durable. This is the single place where a change
 //! commits together with its audit events and its downstream sync outbox rows ([`Tx::flush`]);
 //! after a commit that wrote outbox rows the writer wakes the sync engine ([`DownSignal`]).
+//!
+//! New customers of [`JobKind::AddsCustomers`] jobs enter the search index once per group,
+//! just before the commit (or before the next job of another kind), not per job: FTS5 writes
+//! its pending terms out as a new index segment at every savepoint, so indexing per job wrote
+//! one tiny segment per API create, which FTS5 then kept merging (a fifth of the writer's
+//! time per create).
 
 use super::audit::{self, PreparedEvent};
+use super::checkpoint::Checkpointer;
+use super::customer_row::index_for_search;
 use super::sync::outbox::{self, DownItem, DownSignal};
 use super::{Result, StorageError};
 use chrono::{DateTime, Utc};
@@ -22,10 +30,25 @@ const MAX_GROUP: usize = 256;
 /// Queued jobs before callers wait (back-pressure).
 const QUEUE: usize = 4096;
 
+/// What a job may do, as far as the writer needs to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum JobKind {
+    /// Anything.
+    General,
+    /// Adds new customers and changes no customer row that existed before the job: their
+    /// search entries can wait for the end of the group (see the module docs). A job that
+    /// updated an earlier row would make its update trigger remove a search entry that was
+    /// not written yet.
+    AddsCustomers,
+}
+
 /// What a write closure sees: the connection inside the open transaction, the clock for field
 /// stamps, the time of the job, and the audit events and outbox entries to commit with it.
 pub struct Tx<'c> {
     conn: &'c Connection,
+    kind: JobKind,
+    /// Rowids of customers this job added whose search entries wait for the group's end.
+    search_later: Vec<i64>,
     clock: &'c mut HlcClock,
     now: DateTime<Utc>,
     audit: Vec<AuditEvent>,
@@ -45,6 +68,7 @@ pub(crate) struct TxMark {
     audit: usize,
     prepared_audit: usize,
     down: usize,
+    search_later: usize,
 }
 
 impl<'c> Tx<'c> {
@@ -116,6 +140,7 @@ impl<'c> Tx<'c> {
             audit: self.audit.len(),
             prepared_audit: self.prepared_audit.len(),
             down: self.down.len(),
+            search_later: self.search_later.len(),
         }
     }
 
@@ -124,6 +149,17 @@ impl<'c> Tx<'c> {
         self.audit.truncate(mark.audit);
         self.prepared_audit.truncate(mark.prepared_audit);
         self.down.truncate(mark.down);
+        self.search_later.truncate(mark.search_later);
+    }
+
+    /// Adds a customer this job inserted to the search index: at once, or for a
+    /// [`JobKind::AddsCustomers`] job at the end of its group.
+    pub(crate) fn index_new_customer(&mut self, rowid: i64) -> Result<()> {
+        match self.kind {
+            JobKind::AddsCustomers => self.search_later.push(rowid),
+            JobKind::General => index_for_search(self.conn, rowid, rowid)?,
+        }
+        Ok(())
     }
 
     /// Writes the job's audit events and outbox rows. Called once per job by
@@ -169,23 +205,59 @@ impl<T: Send> Pending for Reply<T> {
     }
 }
 
-/// A queued closure. It receives `None` when its transaction could not begin, and then only
-/// answers its caller with the error.
-type Job = Box<dyn for<'a, 'c> FnOnce(Option<&'a mut Tx<'c>>) -> Box<dyn Pending> + Send>;
+/// A queued closure. It receives the reason instead of a transaction when it cannot run (the
+/// transaction could not begin, or its group already failed), and then only answers its
+/// caller with that error.
+type Run = Box<
+    dyn for<'a, 'c> FnOnce(std::result::Result<&'a mut Tx<'c>, String>) -> Box<dyn Pending> + Send,
+>;
+
+struct Job {
+    kind: JobKind,
+    run: Run,
+}
+
+impl Job {
+    /// A job running `f`, and where its result arrives after the commit.
+    fn new<T, F>(kind: JobKind, f: F) -> (Job, oneshot::Receiver<Result<T>>)
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> Result<T> + Send + 'static,
+    {
+        let (to, from) = oneshot::channel();
+        let run: Run = Box::new(move |tx: std::result::Result<&mut Tx<'_>, String>| {
+            let result = match tx {
+                Ok(tx) => f(tx).and_then(|value| tx.flush().map(|()| value)),
+                Err(reason) => Err(StorageError::Commit(reason)),
+            };
+            Box::new(Reply { result, to }) as Box<dyn Pending>
+        });
+        (Job { kind, run }, from)
+    }
+}
 
 #[derive(Clone)]
 pub struct WriterHandle {
     sender: Arc<Mutex<Option<mpsc::Sender<Job>>>>,
     thread: Arc<Mutex<Option<JoinHandle<()>>>>,
+    /// Checkpoints the log this writer commits to; stopped after the writer.
+    checkpointer: Arc<Checkpointer>,
 }
 
 impl WriterHandle {
-    pub fn start(conn: Connection, signal: Arc<DownSignal>) -> Result<WriterHandle> {
+    pub fn start(
+        conn: Connection,
+        signal: Arc<DownSignal>,
+        checkpointer: Arc<Checkpointer>,
+    ) -> Result<WriterHandle> {
         let clock = load_clock(&conn)?;
         let (sender, receiver) = mpsc::channel::<Job>(QUEUE);
         let thread = std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || run(conn, clock, receiver, &signal))
+            .spawn({
+                let checkpointer = checkpointer.clone();
+                move || run(conn, clock, receiver, &signal, &checkpointer)
+            })
             .map_err(|e| StorageError::Io {
                 path: "writer thread".into(),
                 source: e,
@@ -193,22 +265,16 @@ impl WriterHandle {
         Ok(WriterHandle {
             sender: Arc::new(Mutex::new(Some(sender))),
             thread: Arc::new(Mutex::new(Some(thread))),
+            checkpointer,
         })
     }
 
-    pub async fn run<T, F>(&self, f: F) -> Result<T>
+    pub async fn run<T, F>(&self, kind: JobKind, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut Tx<'_>) -> Result<T> + Send + 'static,
     {
-        let (to, from) = oneshot::channel();
-        let job: Job = Box::new(move |tx: Option<&mut Tx<'_>>| {
-            let result = match tx {
-                Some(tx) => f(tx).and_then(|value| tx.flush().map(|()| value)),
-                None => Err(StorageError::WriterGone),
-            };
-            Box::new(Reply { result, to }) as Box<dyn Pending>
-        });
+        let (job, from) = Job::new(kind, f);
         let sender = self
             .sender
             .lock()
@@ -233,6 +299,7 @@ impl WriterHandle {
         {
             tracing::error!("the storage writer thread panicked");
         }
+        self.checkpointer.stop();
     }
 }
 
@@ -276,6 +343,7 @@ fn run(
     mut clock: HlcClock,
     mut receiver: mpsc::Receiver<Job>,
     signal: &DownSignal,
+    checkpointer: &Checkpointer,
 ) {
     while let Some(first) = receiver.blocking_recv() {
         let mut group = vec![first];
@@ -286,6 +354,7 @@ fn run(
             }
         }
         run_group(&conn, &mut clock, group, signal);
+        checkpointer.bound_log();
     }
     tracing::debug!("storage writer stopped");
 }
@@ -298,14 +367,25 @@ fn run_group(conn: &Connection, clock: &mut HlcClock, group: Vec<Job>, signal: &
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         tracing::error!(error = %e, "could not begin a write transaction");
         for job in group {
-            job(None).finish(Err(e.to_string()));
+            (job.run)(Err(e.to_string())).finish(Err(e.to_string()));
         }
         return;
     }
     // A lone job needs no savepoint: the transaction is its own. (Savepoints also make
     // SQLite keep a sub-journal that grows with the job, which bulk jobs would pay for.)
     let alone = group.len() == 1;
+    // New customers of finished jobs whose search entries wait (see the module docs).
+    let mut search_later: Vec<i64> = Vec::new();
+    // Set when the group cannot commit any more: its remaining jobs do not run.
+    let mut broken: Option<String> = None;
     for job in group {
+        if broken.is_none() && job.kind == JobKind::General && !search_later.is_empty() {
+            broken = index_later(conn, &mut search_later).err();
+        }
+        if let Some(reason) = &broken {
+            replies.push((job.run)(Err(reason.clone())));
+            continue;
+        }
         let savepoint = if alone {
             Ok(())
         } else {
@@ -313,6 +393,8 @@ fn run_group(conn: &Connection, clock: &mut HlcClock, group: Vec<Job>, signal: &
         };
         let mut tx = Tx {
             conn,
+            kind: job.kind,
+            search_later: Vec::new(),
             clock,
             now: now_ms(),
             audit: Vec::new(),
@@ -321,7 +403,7 @@ fn run_group(conn: &Connection, clock: &mut HlcClock, group: Vec<Job>, signal: &
             no_echo: None,
             touched: Vec::new(),
         };
-        let reply = job(Some(&mut tx));
+        let reply = (job.run)(Ok(&mut tx));
         if alone && reply.failed() {
             if let Err(e) = conn.execute_batch("ROLLBACK") {
                 tracing::error!(error = %e, "rollback failed");
@@ -332,6 +414,7 @@ fn run_group(conn: &Connection, clock: &mut HlcClock, group: Vec<Job>, signal: &
         let undone = reply.failed() || (!alone && savepoint.is_err());
         if !undone {
             touched.append(&mut tx.touched);
+            search_later.append(&mut tx.search_later);
         }
         if !alone {
             let end = if undone {
@@ -345,11 +428,17 @@ fn run_group(conn: &Connection, clock: &mut HlcClock, group: Vec<Job>, signal: &
         }
         replies.push(reply);
     }
+    if broken.is_none() && !search_later.is_empty() {
+        broken = index_later(conn, &mut search_later).err();
+    }
     let high = clock.high_water().to_string();
-    let commit = conn
-        .execute("INSERT INTO meta(key, value) VALUES ('hlc', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value", params![high])
-        .and_then(|_| conn.execute_batch("COMMIT"))
-        .map_err(|e| e.to_string());
+    let commit = match broken {
+        Some(reason) => Err(reason),
+        None => conn
+            .execute("INSERT INTO meta(key, value) VALUES ('hlc', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value", params![high])
+            .and_then(|_| conn.execute_batch("COMMIT"))
+            .map_err(|e| e.to_string()),
+    };
     if let Err(e) = &commit {
         tracing::error!(error = %e, "a write transaction failed to commit; rolling back");
         let _ = conn.execute_batch("ROLLBACK");
@@ -358,5 +447,146 @@ fn run_group(conn: &Connection, clock: &mut HlcClock, group: Vec<Job>, signal: &
     }
     for reply in replies {
         reply.finish(commit.clone());
+    }
+}
+
+/// Adds the waiting new customers to the search index, one statement per run of consecutive
+/// rowids (a group of creates is one run). A failure fails the whole group: its customers
+/// must not commit without their search entries, which later updates and deletes remove.
+fn index_later(conn: &Connection, rowids: &mut Vec<i64>) -> std::result::Result<(), String> {
+    rowids.sort_unstable();
+    let mut rest = rowids.as_slice();
+    while let Some(&first) = rest.first() {
+        let run = rest
+            .iter()
+            .zip(first..)
+            .take_while(|(rowid, expected)| **rowid == *expected)
+            .count();
+        let last = first + run as i64 - 1;
+        if let Err(e) = index_for_search(conn, first, last) {
+            tracing::error!(error = %e, "could not add new customers to the search index");
+            return Err(e.to_string());
+        }
+        rest = &rest[run..];
+    }
+    rowids.clear();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::customer_row::CustomerRow;
+    use super::super::customers::insert_new;
+    use super::super::test_support::new_customer;
+    use super::*;
+    use crate::secrets::Cipher;
+    use uuid::Uuid;
+
+    /// A create as the API's: adds one customer, its search entry waits for the group.
+    fn create(tenant: Uuid, username: &str, name: &str) -> (Job, oneshot::Receiver<Result<i64>>) {
+        let input = new_customer(username, name);
+        Job::new(JobKind::AddsCustomers, move |tx| {
+            let cipher = Cipher::from_key(&[7u8; 32]);
+            let actor = super::super::system_actor("test");
+            Ok(insert_new(tx, &cipher, tenant, &actor, input)?.rowid)
+        })
+    }
+
+    /// Renames a customer (a general job; its update trigger rewrites the search entry).
+    fn rename(tenant: Uuid, username: &str, name: &str) -> (Job, oneshot::Receiver<Result<()>>) {
+        let (username, name) = (username.to_string(), name.to_string());
+        Job::new(JobKind::General, move |tx| {
+            let id: String = tx.conn().query_row(
+                "SELECT id FROM customers WHERE tenant_id = ?1 AND username = ?2",
+                params![tenant.to_string(), username],
+                |r| r.get(0),
+            )?;
+            let id = super::super::parse_uuid(&id)?;
+            let mut row = CustomerRow::load(tx.conn(), tenant, id, false)?;
+            row.name = name;
+            row.save(tx.conn(), false)
+        })
+    }
+
+    fn searched(conn: &Connection, term: &str) -> i64 {
+        conn.query_row(
+            "SELECT COUNT(*) FROM customers_fts WHERE customers_fts MATCH ?1",
+            [format!("\"{term}\"")],
+            |r| r.get(0),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn new_customers_of_a_group_are_indexed_before_a_later_job_and_once_at_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = Connection::open(dir.path().join("db")).unwrap();
+        super::super::migrations::apply(&mut conn).unwrap();
+        let tenant = Uuid::now_v7();
+        conn.execute(
+            "INSERT INTO tenants (id, name, created_at) VALUES (?1, 't', 0)",
+            [tenant.to_string()],
+        )
+        .unwrap();
+        let mut clock = HlcClock::new(NodeId(1), DEFAULT_MAX_DRIFT_MS);
+        let signal = DownSignal::default();
+        let (old, old_done) = create(tenant, "old", "Old Otieno");
+        run_group(&conn, &mut clock, vec![old], &signal);
+        assert!(old_done.blocking_recv().unwrap().is_ok());
+
+        // One group: creates, a rename of one created earlier in the same group and of an
+        // older one, a failing create (taken username), and creates after them.
+        let jobs = [
+            create(tenant, "a", "Amina Achieng"),
+            create(tenant, "b", "Baraka Barasa"),
+        ];
+        let renames = [
+            rename(tenant, "a", "Amina Akinyi"),
+            rename(tenant, "old", "Old Ouma"),
+        ];
+        let failing = create(tenant, "b", "Bahati Bett");
+        let after = create(tenant, "c", "Chebet Cherono");
+        let mut group = Vec::new();
+        let mut created = Vec::new();
+        for (job, done) in jobs {
+            group.push(job);
+            created.push(done);
+        }
+        let mut renamed = Vec::new();
+        for (job, done) in renames {
+            group.push(job);
+            renamed.push(done);
+        }
+        group.push(failing.0);
+        group.push(after.0);
+        created.push(after.1);
+        run_group(&conn, &mut clock, group, &signal);
+        for done in created {
+            assert!(done.blocking_recv().unwrap().is_ok());
+        }
+        for done in renamed {
+            assert!(done.blocking_recv().unwrap().is_ok());
+        }
+        assert!(matches!(
+            failing.1.blocking_recv().unwrap(),
+            Err(StorageError::Conflict { .. })
+        ));
+
+        for (term, n) in [
+            ("Akinyi", 1),
+            ("Achieng", 0),
+            ("Baraka", 1),
+            ("Bahati", 0),
+            ("Chebet", 1),
+            ("Ouma", 1),
+            ("Otieno", 0),
+        ] {
+            assert_eq!(searched(&conn, term), n, "{term}");
+        }
+        conn.execute(
+            "INSERT INTO customers_fts (customers_fts, rank) VALUES ('integrity-check', 1)",
+            [],
+        )
+        .unwrap();
     }
 }

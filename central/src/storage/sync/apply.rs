@@ -16,7 +16,8 @@ use super::entries;
 use super::presence::live_router_tenant;
 use crate::secrets::Cipher;
 use crate::storage::customer_row::CustomerRow;
-use crate::storage::records::{LazyStamps, record_of_row};
+use crate::storage::records::record_of_row;
+use crate::storage::stamps::LazyStamps;
 use crate::storage::{Result, Storage, StorageError, Tx, audit, counts, customers, parse_uuid};
 use easyisp_protocol::CustomerRecord;
 use easyisp_protocol::audit::FieldChange;
@@ -408,7 +409,7 @@ fn adopt_customer(
         incoming.created_at = Some(easyisp_protocol::merge::Lww::new(tx.now(), stamp));
     }
     let mut row = blank_row(&incoming, tx.now());
-    let mut stamps = crate::storage::records::Stamps::default();
+    let mut stamps = crate::storage::stamps::Stamps::default();
     write_into_row(&incoming, &mut row, &mut stamps);
     if let Some(secret) = &incoming.password {
         row.password_enc = Some(encrypt(ctx, &row, &secret.value)?);

@@ -3,7 +3,7 @@
 //! writes lost (for the conflict log), and checking values that arrive from a site.
 
 use crate::storage::customer_row::{CustomerRow, is_empty_value};
-use crate::storage::records::{LazyStamps, Stamps};
+use crate::storage::stamps::{LazyStamps, Stamps};
 use chrono::{DateTime, Utc};
 use easyisp_protocol::audit::{FieldChange, secret_change};
 use easyisp_protocol::merge::Conflict;

@@ -7,8 +7,7 @@ mod upstream;
 
 use super::*;
 use crate::storage::{
-    CustomerPatch, NewCustomer, PackageInput, Recharge, RouterInput, Storage, StorageOptions,
-    system_actor,
+    CustomerPatch, NewCustomer, PackageInput, Recharge, RouterInput, Storage, system_actor,
 };
 use chrono::Utc;
 use easyisp_protocol::envelope::{ChangeBody, PROTOCOL_VERSION, Status};
@@ -16,7 +15,7 @@ use easyisp_protocol::hlc::{Hlc, NodeId};
 use easyisp_protocol::ledger::{LedgerEntry, LedgerKind};
 use easyisp_protocol::merge::Lww;
 use easyisp_protocol::session::{SessionKind, SessionRecord};
-use easyisp_protocol::{ConnectionType, CustomerRecord, Money, Secret};
+use easyisp_protocol::{ConnectionType, CustomerRecord, Money};
 use serde_json::{Value, json};
 
 pub(super) struct Fixture {
@@ -26,19 +25,7 @@ pub(super) struct Fixture {
 }
 
 pub(super) async fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let storage = Storage::open(
-        dir.path(),
-        StorageOptions {
-            readers: 2,
-            synchronous_full: false,
-        },
-    )
-    .unwrap();
-    let tenant = storage
-        .create_tenant("t".into(), None, "admin".into(), "hash".into())
-        .await
-        .unwrap();
+    let (dir, storage, tenant) = crate::storage::test_support::open_with_tenant().await;
     Fixture {
         _dir: dir,
         storage,
@@ -115,25 +102,8 @@ impl Fixture {
 
     pub(super) async fn customer(&self, username: &str, router: Option<Uuid>) -> Uuid {
         let input = NewCustomer {
-            username: username.into(),
-            password: Secret::new("Zebra-Lamp-42".into()),
-            name: format!("Name {username}"),
-            email: None,
-            phone: None,
-            connection_type: ConnectionType::Pppoe,
-            package_id: None,
             router_id: router,
-            expires_at: None,
-            location: None,
-            latitude: None,
-            longitude: None,
-            apartment_number: None,
-            house_number: None,
-            disabled: false,
-            auto_renew: false,
-            static_ip: None,
-            mac_bindings: Vec::new(),
-            tags: Vec::new(),
+            ..crate::storage::test_support::new_customer(username, &format!("Name {username}"))
         };
         self.storage
             .create_customer(self.tenant, system_actor("test"), input)
