@@ -432,7 +432,7 @@ pub async fn handle(sim: Arc<Sim>, req: HttpRequest) -> Response<Body> {
             tracing::info!("simulated reboot");
             sim.state().reboot(now);
             for s in Service::ALL {
-                sim.service(s).drop_connections();
+                sim.service(s).drop_connections().await;
             }
             ok(json!({}))
         }
@@ -463,9 +463,9 @@ pub async fn handle(sim: Arc<Sim>, req: HttpRequest) -> Response<Body> {
             };
             let ctl = sim.service(svc);
             match *action {
-                "stop" => ctl.set_listening(false),
-                "start" => ctl.set_listening(true),
-                "drop" => ctl.drop_connections(),
+                "stop" => ctl.set_listening(false).await,
+                "start" => ctl.set_listening(true).await,
+                "drop" => ctl.drop_connections().await,
                 _ => return fail(404, "action must be stop, start or drop"),
             }
             ok(json!({}))

@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::faults::{Action, Faults, Service};
 use super::state::{Hardware, State};
@@ -68,34 +69,65 @@ impl Credentials {
     }
 }
 
+/// The connections a service accepted since its last drop: cancelled together, and tracked
+/// so that a drop can wait until every one of their sockets is closed.
+#[derive(Debug, Default)]
+struct Generation {
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+}
+
+/// How long a drop waits for its connections to close (a handler stuck in a blocking call
+/// would otherwise hold up the control interface).
+const DROP_WAIT: Duration = Duration::from_secs(5);
+
 /// On/off switch and connection generation of one service.
 #[derive(Debug)]
 pub struct ServiceCtl {
     up: watch::Sender<bool>,
-    conns: Mutex<CancellationToken>,
+    conns: Mutex<Generation>,
 }
 
 impl ServiceCtl {
     fn new() -> Self {
         ServiceCtl {
             up: watch::channel(true).0,
-            conns: Mutex::new(CancellationToken::new()),
+            conns: Mutex::new(Generation::default()),
         }
     }
-    fn token(&self) -> CancellationToken {
-        lock(&self.conns).child_token()
+    /// Runs a new connection's handler until it ends or its generation is dropped.
+    fn spawn_connection<F>(&self, handler: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let conns = lock(&self.conns);
+        let cancel = conns.cancel.child_token();
+        conns.tasks.spawn(async move {
+            tokio::select! {
+                _ = cancel.cancelled() => {}
+                _ = handler => {}
+            }
+        });
     }
-    /// Closes every open connection of this service.
-    pub fn drop_connections(&self) {
-        let mut t = lock(&self.conns);
-        t.cancel();
-        *t = CancellationToken::new();
+    /// Closes every open connection of this service and returns once their sockets are
+    /// closed, as a router's are when its control call answers: a client's next request
+    /// then meets a closed connection, never one that closes under it a moment later.
+    pub async fn drop_connections(&self) {
+        let old = std::mem::take(&mut *lock(&self.conns));
+        old.cancel.cancel();
+        old.tasks.close();
+        if tokio::time::timeout(DROP_WAIT, old.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("connections still open 5 s after they were dropped");
+        }
     }
     /// Stops (false) or resumes (true) listening; stopping also drops open connections.
-    pub fn set_listening(&self, up: bool) {
+    pub async fn set_listening(&self, up: bool) {
         self.up.send_replace(up);
         if !up {
-            self.drop_connections();
+            self.drop_connections().await;
         }
     }
     pub fn listening(&self) -> bool {
@@ -232,14 +264,7 @@ where
                     Ok((stream, peer)) => {
                         tracing::debug!(?svc, %peer, "connection accepted");
                         let _ = stream.set_nodelay(true);
-                        let token = ctl.token();
-                        let fut = handler(stream);
-                        tokio::spawn(async move {
-                            tokio::select! {
-                                _ = token.cancelled() => {}
-                                _ = fut => {}
-                            }
-                        });
+                        ctl.spawn_connection(handler(stream));
                     }
                     Err(e) => tracing::warn!(error = %e, ?svc, "accept failed"),
                 },
