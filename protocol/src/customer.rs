@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 /// How a customer reaches the network. `PPPOE | HOTSPOT | DHCP | STATIC` on the wire, parsed
 /// case-insensitively (filters arrive as `pppoe`).
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum ConnectionType {
@@ -246,6 +247,7 @@ impl CustomerRecord {
 }
 
 /// The package as embedded in a customer list item.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PackageRef {
@@ -255,6 +257,7 @@ pub struct PackageRef {
 }
 
 /// The package as embedded in a customer's detail.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PackageDetailRef {
@@ -267,6 +270,7 @@ pub struct PackageDetailRef {
 }
 
 /// The router as embedded in customer responses.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RouterRef {
@@ -276,6 +280,7 @@ pub struct RouterRef {
 }
 
 /// One row of `GET /api/customers`.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CustomerSummary {
@@ -296,6 +301,7 @@ pub struct CustomerSummary {
 
 /// `GET /api/customers/:id` (and the body of create and update responses). Never has a
 /// password field.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CustomerDetail {

@@ -13,6 +13,8 @@ pub mod merge;
 pub mod money;
 pub mod package;
 pub mod router;
+#[cfg(feature = "schema")]
+mod schema;
 pub mod secret;
 pub mod session;
 pub mod status;

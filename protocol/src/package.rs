@@ -78,6 +78,7 @@ impl<'de> Deserialize<'de> for Speed {
 
 /// Optional burst: the customer may exceed the package speed up to the burst speed while the
 /// average over `timeSecs` stays below the threshold (RouterOS semantics, routeros.md §5).
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Burst {
@@ -177,6 +178,7 @@ pub fn rate_limit(shaping: &Shaping) -> String {
 }
 
 /// `GET /api/packages/:id` and list items.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PackageView {

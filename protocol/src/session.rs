@@ -77,6 +77,7 @@ impl SessionRecord {
 }
 
 /// One row of `GET /api/customers/:id/sessions` and the `session` of live status.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionView {

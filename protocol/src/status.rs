@@ -10,6 +10,7 @@ use std::fmt;
 use std::str::FromStr;
 use thiserror::Error;
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CustomerStatus {

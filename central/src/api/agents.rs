@@ -20,9 +20,10 @@ use uuid::Uuid;
 /// Enrollment tokens are 64 hex characters; anything much longer is not one.
 const TOKEN_MAX: usize = 256;
 
-#[derive(Deserialize)]
+#[derive(schemars::JsonSchema, Deserialize)]
 pub struct EnrollBody {
     #[serde(default, deserialize_with = "secret")]
+    #[schemars(with = "Option<String>")]
     token: Option<Secret<String>>,
 }
 
@@ -30,7 +31,7 @@ fn secret<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<Secret<Strin
     Option::<String>::deserialize(de).map(|o| o.map(Secret::new))
 }
 
-#[derive(Serialize)]
+#[derive(schemars::JsonSchema, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EnrollResponse {
     router_id: Uuid,
@@ -41,7 +42,7 @@ pub struct EnrollResponse {
 }
 
 /// Serialised once, into the enroll answer; never logged (no `Debug`).
-#[derive(Serialize)]
+#[derive(schemars::JsonSchema, Serialize)]
 pub struct MqttAccount {
     url: String,
     username: String,

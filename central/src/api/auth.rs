@@ -18,12 +18,13 @@ pub async fn health() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
-#[derive(Deserialize)]
+#[derive(schemars::JsonSchema, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LoginBody {
     tenant: Option<String>,
     username: Option<String>,
-    #[serde(default, with = "option_secret")]
+    #[serde(default, deserialize_with = "option_secret::deserialize")]
+    #[schemars(with = "Option<String>")]
     password: Option<Secret<String>>,
 }
 
@@ -38,7 +39,7 @@ mod option_secret {
     }
 }
 
-#[derive(Serialize)]
+#[derive(schemars::JsonSchema, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LoginResponse {
     token: String,

@@ -20,16 +20,20 @@ use serde_json::{Value, json};
 use std::time::Duration;
 use uuid::Uuid;
 
-#[derive(Deserialize)]
+#[derive(schemars::JsonSchema, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PageQuery {
+    /// Page number, from 1 (default 1).
     page: Option<String>,
+    /// Rows per page, 1 to 100 (default 20).
     page_size: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(schemars::JsonSchema, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LiveStatusQuery {
+    /// `true` asks the customer's router through its agent, and answers from the synced
+    /// sessions if it has not answered within 3 s.
     fresh: Option<String>,
 }
 
@@ -179,7 +183,7 @@ pub async fn payments(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(schemars::JsonSchema, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RechargeBody {
     amount: Option<Money>,
@@ -231,7 +235,7 @@ pub async fn recharge(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(schemars::JsonSchema, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ExpiryBody {
     #[serde(default, deserialize_with = "nullable")]
@@ -263,8 +267,9 @@ pub async fn expiry(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(schemars::JsonSchema, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(rename = "CustomerPackageBody")]
 pub struct PackageBody {
     #[serde(default, deserialize_with = "nullable")]
     package_id: Option<Option<Uuid>>,

@@ -17,11 +17,12 @@ const MAX_LIST: usize = 20;
 
 /// The seed's create body plus our additive fields. `password` deserialises into a `Secret`,
 /// so `Debug` never shows it.
-#[derive(Debug, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CustomerBody {
     username: Option<String>,
     #[serde(default, deserialize_with = "secret")]
+    #[schemars(with = "Option<String>")]
     password: Option<Secret<String>>,
     name: Option<String>,
     #[serde(default, deserialize_with = "nullable")]

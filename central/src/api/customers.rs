@@ -19,19 +19,26 @@ use std::time::Instant;
 pub const DEFAULT_PAGE_SIZE: u32 = 20;
 pub const MAX_PAGE_SIZE: u32 = 100;
 
-#[derive(Deserialize)]
+#[derive(schemars::JsonSchema, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ListQuery {
+    /// Page number, from 1 (default 1); prefer `cursor` past the first few thousand rows.
     page: Option<String>,
+    /// Customers per page, 1 to 100 (default 20).
     page_size: Option<String>,
+    /// Substring of the username, name or phone, case-insensitive.
     search: Option<String>,
+    /// `active`, `expired`, `suspended` or `disabled`.
     status: Option<String>,
+    /// `PPPOE`, `HOTSPOT`, `DHCP` or `STATIC` (any case).
     connection_type: Option<String>,
+    /// A package id.
     package_id: Option<String>,
+    /// The `nextCursor` of the previous page: the page after it, newest first.
     cursor: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(schemars::JsonSchema, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ListResponse {
     customers: Vec<CustomerSummary>,

@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use easyisp_protocol::{Secret, validate};
 use serde::Deserialize;
 
-#[derive(Deserialize)]
+#[derive(schemars::JsonSchema, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OperatorBody {
     username: Option<String>,

@@ -16,7 +16,7 @@ use serde::Deserialize;
 /// 10 years: longer validities are typos.
 const MAX_VALIDITY_DAYS: u32 = 3650;
 
-#[derive(Deserialize)]
+#[derive(schemars::JsonSchema, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PackageBody {
     name: Option<String>,

@@ -15,7 +15,7 @@ use easyisp_protocol::router::RouterView;
 use easyisp_protocol::validate;
 use serde::Deserialize;
 
-#[derive(Deserialize)]
+#[derive(schemars::JsonSchema, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RouterBody {
     name: Option<String>,
@@ -67,7 +67,7 @@ pub async fn create(
 /// A router as the API shows it: the view plus, once its agent has connected, `sync`
 /// (`pendingChanges` not yet acknowledged by the agent, `agentVersion`, the latest
 /// `telemetry`).
-#[derive(serde::Serialize)]
+#[derive(schemars::JsonSchema, serde::Serialize)]
 pub struct RouterWithSync {
     #[serde(flatten)]
     view: RouterView,

@@ -111,7 +111,7 @@ pub(super) fn redact_entity(conn: &Connection, tenant: Uuid, entity_id: Uuid) ->
     Ok(())
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Serialize)]
 pub struct AuditPage {
     pub events: Vec<AuditEvent>,
     pub total: u64,

@@ -30,7 +30,7 @@ pub struct RechargeOutcome {
     pub replayed: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PaymentsPage {
     pub payments: Vec<Payment>,

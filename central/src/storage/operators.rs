@@ -12,7 +12,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 /// An operator as the API shows it (never with a password or hash).
-#[derive(Debug, Clone, Serialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OperatorView {
     pub id: Uuid,

@@ -9,7 +9,7 @@ use rusqlite::params;
 use serde::Serialize;
 use uuid::Uuid;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LiveStatus {
     pub is_online: bool,
@@ -17,7 +17,7 @@ pub struct LiveStatus {
     pub last_seen: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionsPage {
     pub sessions: Vec<SessionView>,

@@ -2,7 +2,7 @@
 
 use super::harness::{ADMIN_PASSWORD, Central, central_binary};
 use reqwest::Method;
-use serde_json::json;
+use serde_json::{Value, json};
 
 #[tokio::test]
 async fn health_needs_no_token_and_everything_else_does() {
@@ -203,5 +203,156 @@ async fn openapi_document_lists_the_customer_routes() {
                 assert_ne!(answer.status, 404, "{method} {path}");
             }
         }
+    }
+}
+
+/// The schema `schema` stands for in the document: the target of its `$ref`, if it has one.
+fn resolved<'d>(doc: &'d Value, schema: &'d Value) -> &'d Value {
+    match schema["$ref"].as_str() {
+        Some(reference) => {
+            let name = reference.trim_start_matches("#/components/schemas/");
+            &doc["components"]["schemas"][name]
+        }
+        None => schema,
+    }
+}
+
+/// Fails unless the object `value` has every property `schema` requires and none it does not
+/// describe, and the same for its properties whose schemas are objects of their own.
+fn assert_fits(doc: &Value, value: &Value, schema: &Value, at: &str) {
+    let schema = resolved(doc, schema);
+    let Some(properties) = schema["properties"].as_object() else {
+        return;
+    };
+    let object = value
+        .as_object()
+        .unwrap_or_else(|| panic!("{at}: {value} is not an object"));
+    for required in schema["required"].as_array().into_iter().flatten() {
+        let required = required.as_str().unwrap();
+        assert!(
+            object.contains_key(required),
+            "{at}: {required} missing from {value}"
+        );
+    }
+    for (key, inner) in object {
+        let described = properties
+            .get(key)
+            .unwrap_or_else(|| panic!("{at}: {key} is not in the schema {schema}"));
+        let described = resolved(doc, described);
+        match inner {
+            Value::Object(_) => assert_fits(doc, inner, described, &format!("{at}.{key}")),
+            Value::Array(items) => {
+                for item in items.iter().filter(|i| i.is_object()) {
+                    assert_fits(doc, item, &described["items"], &format!("{at}.{key}[]"));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The document's bodies say what the handlers do: leaving out any field a create route lists
+/// as required is a 400 naming that field, and the answer to a valid request has exactly the
+/// properties its schema promises.
+#[tokio::test]
+async fn openapi_required_fields_are_required() {
+    let c = Central::start().await;
+    let doc = c
+        .call(Method::GET, "/api/openapi.json", None, None)
+        .await
+        .body;
+    let token = c.admin().await;
+    let (package, router) = c.package_and_router(&token).await;
+    let creates = [
+        (
+            "/api/operators",
+            json!({"username": "clerk", "password": "Clerk-Secret-pass-7", "role": "viewer"}),
+        ),
+        (
+            "/api/packages",
+            json!({"name": "Gold", "price": 2500.5, "downloadSpeed": 20, "uploadSpeed": 10, "validityDays": 30}),
+        ),
+        (
+            "/api/routers",
+            json!({"name": "POP 2", "ipAddress": "10.0.0.2"}),
+        ),
+        (
+            "/api/customers",
+            json!({"username": "schema1", "password": "Zebra-Lamp-42", "name": "Schema One",
+                   "packageId": package, "nasId": router, "phone": "+254700000009"}),
+        ),
+        (
+            "/api/auth/login",
+            json!({"tenant": c.tenant, "username": "admin", "password": ADMIN_PASSWORD}),
+        ),
+    ];
+    for (path, body) in creates {
+        let op = &doc["paths"][path]["post"];
+        let request = resolved(
+            &doc,
+            &op["requestBody"]["content"]["application/json"]["schema"],
+        );
+        assert!(request["properties"].is_object(), "{path}: {request}");
+        let required = op["requestBody"]["content"]["application/json"]["schema"]["required"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{path}: no required fields in {op}"));
+        for field in required {
+            let field = field.as_str().unwrap();
+            assert!(request["properties"][field].is_object(), "{path}: {field}");
+            let mut partial = body.clone();
+            partial.as_object_mut().unwrap().remove(field);
+            let r = c.post(path, &token, partial).await;
+            assert_eq!(r.status, 400, "{path} without {field}: {}", r.body);
+            assert_eq!(
+                r.error_field(),
+                Some(field),
+                "{path} without {field}: {}",
+                r.body
+            );
+        }
+        let r = c.post(path, &token, body).await;
+        let (status, answer) = op["responses"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .find(|(code, _)| code.starts_with('2'))
+            .unwrap();
+        assert_eq!(r.status.to_string(), *status, "{path}: {}", r.body);
+        let schema = &answer["content"]["application/json"]["schema"];
+        assert!(
+            resolved(&doc, schema)["properties"].is_object(),
+            "{path}: {answer}"
+        );
+        assert_fits(&doc, &r.body, schema, path);
+    }
+    // The reads the creates feed, and the list's query parameters.
+    let customers = &doc["paths"]["/api/customers"]["get"];
+    let parameters: Vec<&str> = customers["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    for name in [
+        "page",
+        "pageSize",
+        "search",
+        "status",
+        "connectionType",
+        "packageId",
+        "cursor",
+    ] {
+        assert!(parameters.contains(&name), "{name} in {parameters:?}");
+    }
+    for path in [
+        "/api/customers",
+        "/api/packages",
+        "/api/routers",
+        "/api/operators",
+    ] {
+        let r = c.get(path, &token).await;
+        let schema =
+            &doc["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["schema"];
+        assert_fits(&doc, &r.body, schema, path);
     }
 }

@@ -311,7 +311,15 @@ impl Central {
         } else {
             serde_json::from_str(&text).unwrap_or(Value::String(text))
         };
-        assert_no_password(&body);
+        // The API's description names the password fields requests carry; it holds no data.
+        if path != "/api/openapi.json" {
+            assert_no_password(&body);
+        } else {
+            let text = body.to_string();
+            for known in KNOWN_PASSWORDS {
+                assert!(!text.contains(known), "a password in the API description");
+            }
+        }
         if status != 405 {
             assert_eq!(
                 headers
