@@ -6,7 +6,6 @@
 use super::{Shared, backoff, state};
 use crate::counters::track::{CounterWidth, Sample, SiteContext, Tracker};
 use crate::replica::store;
-use crate::routeros::status::{HOTSPOT_ACTIVE_MENU, HOTSPOT_ACTIVE_PROPLIST};
 use crate::routeros::{HotspotSession, PppSession, Router, RouterError};
 use chrono::{DateTime, Utc};
 use easyisp_protocol::NodeId;
@@ -198,23 +197,9 @@ async fn read_samples(
         .iter()
         .map(ppp_sample)
         .collect();
-    let mut failed = None;
     router
-        .print_each(
-            HOTSPOT_ACTIVE_MENU,
-            &[],
-            HOTSPOT_ACTIVE_PROPLIST,
-            &mut |row| match HotspotSession::from_row(&row) {
-                Ok(session) => samples.push(hotspot_sample(&session)),
-                Err(e) => {
-                    failed.get_or_insert(e);
-                }
-            },
-        )
+        .each_hotspot_session(&mut |session| samples.push(hotspot_sample(&session)))
         .await?;
-    if let Some(e) = failed {
-        return Err(e);
-    }
     samples.shrink_to_fit();
     Ok((samples, counter_width))
 }

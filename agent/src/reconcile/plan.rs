@@ -72,6 +72,7 @@ pub struct Plan {
 
 /// A router object that may carry our ownership marker.
 pub trait Owned {
+    fn id(&self) -> &Id;
     fn comment(&self) -> Option<&Text>;
     fn name(&self) -> &Text;
     fn owner(&self) -> Option<Uuid> {
@@ -82,6 +83,7 @@ pub trait Owned {
 macro_rules! owned {
     ($($t:ty => $name:ident),* $(,)?) => {
         $(impl Owned for $t {
+            fn id(&self) -> &Id { &self.id }
             fn comment(&self) -> Option<&Text> { self.comment.as_ref() }
             fn name(&self) -> &Text { &self.$name }
         })*
@@ -218,6 +220,18 @@ struct Changes<'d, S: Spec> {
     remove: Vec<S::Object>,
 }
 
+impl<S: Spec + Clone> Changes<'_, S> {
+    /// The menu's creations, then its updates, as ops.
+    fn writes(&self, create: fn(S) -> Op, update: fn(Id, S) -> Op) -> impl Iterator<Item = Op> {
+        let creates = self.create.iter().map(move |spec| create((*spec).clone()));
+        let updates = self
+            .update
+            .iter()
+            .map(move |(object, spec)| update(object.id().clone(), (*spec).clone()));
+        creates.chain(updates)
+    }
+}
+
 impl<'d, S: Spec> MenuDiff<'d, S> {
     pub fn new(desired: &'d BTreeMap<Uuid, S>) -> Self {
         MenuDiff {
@@ -336,53 +350,11 @@ impl<'d> Menus<'d> {
 
         // Creations and updates, profiles first.
         let mut ops = Vec::new();
-        ops.extend(
-            ppp_profiles
-                .create
-                .into_iter()
-                .cloned()
-                .map(Op::CreatePppProfile),
-        );
-        ops.extend(
-            ppp_profiles
-                .update
-                .iter()
-                .map(|(o, s)| Op::UpdatePppProfile(o.id.clone(), (*s).clone())),
-        );
-        ops.extend(
-            hotspot_profiles
-                .create
-                .into_iter()
-                .cloned()
-                .map(Op::CreateHotspotProfile),
-        );
-        ops.extend(
-            hotspot_profiles
-                .update
-                .iter()
-                .map(|(o, s)| Op::UpdateHotspotProfile(o.id.clone(), (*s).clone())),
-        );
-        ops.extend(secrets.create.into_iter().cloned().map(Op::CreatePppSecret));
-        ops.extend(
-            secrets
-                .update
-                .iter()
-                .map(|(o, s)| Op::UpdatePppSecret(o.id.clone(), (*s).clone())),
-        );
-        ops.extend(users.create.into_iter().cloned().map(Op::CreateHotspotUser));
-        ops.extend(
-            users
-                .update
-                .iter()
-                .map(|(o, s)| Op::UpdateHotspotUser(o.id.clone(), (*s).clone())),
-        );
-        ops.extend(queues.create.into_iter().cloned().map(Op::CreateQueue));
-        ops.extend(
-            queues
-                .update
-                .iter()
-                .map(|(o, s)| Op::UpdateQueue(o.id.clone(), (*s).clone())),
-        );
+        ops.extend(ppp_profiles.writes(Op::CreatePppProfile, Op::UpdatePppProfile));
+        ops.extend(hotspot_profiles.writes(Op::CreateHotspotProfile, Op::UpdateHotspotProfile));
+        ops.extend(secrets.writes(Op::CreatePppSecret, Op::UpdatePppSecret));
+        ops.extend(users.writes(Op::CreateHotspotUser, Op::UpdateHotspotUser));
+        ops.extend(queues.writes(Op::CreateQueue, Op::UpdateQueue));
         ops.extend(cutoffs.create.into_iter().cloned().map(Op::CreateCutoff));
 
         // A customer whose speeds changed (new package, or the package's rate-limit changed)

@@ -271,23 +271,30 @@ pub trait Router: Send + Sync {
 
     async fn hotspot_sessions(&self) -> Result<Vec<HotspotSession>> {
         let mut sessions = Vec::new();
+        self.each_hotspot_session(&mut |s| sessions.push(s)).await?;
+        Ok(sessions)
+    }
+
+    /// Active hotspot sessions, each handed to `visit` as its row arrives (none is kept). A
+    /// row that does not parse is the error, once the listing has been read to its end.
+    async fn each_hotspot_session(
+        &self,
+        visit: &mut (dyn FnMut(HotspotSession) + Send),
+    ) -> Result<()> {
         let mut failed = None;
         self.print_each(
             HOTSPOT_ACTIVE_MENU,
             &[],
             HOTSPOT_ACTIVE_PROPLIST,
             &mut |row| match HotspotSession::from_row(&row) {
-                Ok(s) => sessions.push(s),
+                Ok(s) => visit(s),
                 Err(e) => {
                     failed.get_or_insert(e);
                 }
             },
         )
         .await?;
-        match failed {
-            Some(e) => Err(e),
-            None => Ok(sessions),
-        }
+        failed.map_or(Ok(()), Err)
     }
 
     /// Drops one PPP session. A session that already ended counts as success (§7.5).
