@@ -371,23 +371,25 @@ impl Conn {
         self.listeners.insert(tag.clone(), token.clone());
         let sim = self.sim.clone();
         let out = self.out.clone();
+        let snapshot = |sim: &Sim| -> (u64, BTreeMap<Bytes, Rendered>) {
+            let st = sim.state();
+            let now = Instant::now();
+            let wall = Utc::now();
+            let rows = st
+                .table(menu.path)
+                .rows()
+                .map(|r| {
+                    let mut rendered = st.render(menu, r, now, wall);
+                    rendered.retain(|(k, _)| k != "uptime");
+                    (super::state::format_id(r.id).into_bytes(), rendered)
+                })
+                .collect();
+            (st.generation, rows)
+        };
+        // What the menu holds when the command is read: a change made after it, even before
+        // the streaming task first runs, is reported, as the router reports it.
+        let (mut generation, mut last) = snapshot(&sim);
         tokio::spawn(async move {
-            let snapshot = |sim: &Sim| -> (u64, BTreeMap<Bytes, Rendered>) {
-                let st = sim.state();
-                let now = Instant::now();
-                let wall = Utc::now();
-                let rows = st
-                    .table(menu.path)
-                    .rows()
-                    .map(|r| {
-                        let mut rendered = st.render(menu, r, now, wall);
-                        rendered.retain(|(k, _)| k != "uptime");
-                        (super::state::format_id(r.id).into_bytes(), rendered)
-                    })
-                    .collect();
-                (st.generation, rows)
-            };
-            let (mut generation, mut last) = snapshot(&sim);
             let tag = Some(tag);
             loop {
                 tokio::select! {

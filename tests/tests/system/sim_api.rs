@@ -297,6 +297,9 @@ async fn listen_streams_changes_until_cancel() {
     let s = sim("7.16").await;
     let mut api = s.api_login().await.unwrap();
     api.send(&["/ppp/secret/listen", ".tag=l"]).await.unwrap();
+    // Sentences are handled in order: once this answers, the listen is in place.
+    let identity = api.call(&["/system/identity/print"]).await.unwrap();
+    assert_eq!(identity.last().unwrap()[0], b"!done");
     s.control
         .add("ppp/secret", serde_json::json!({"name":"new"}))
         .await
