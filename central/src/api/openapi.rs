@@ -332,8 +332,7 @@ type Request = Option<(Value, &'static [&'static str])>;
 
 /// The request and success response bodies of a route.
 fn bodies(method: &str, path: &str, g: &mut SchemaGenerator) -> (Request, Option<Value>) {
-    let list = |g: &mut SchemaGenerator, key: &str, item: Value| {
-        let _ = g;
+    let list = |key: &str, item: Value| {
         object(
             json!({ "total": { "type": "integer", "minimum": 0 }, key: { "type": "array", "items": item } }),
         )
@@ -359,10 +358,7 @@ fn bodies(method: &str, path: &str, g: &mut SchemaGenerator) -> (Request, Option
             }));
             (None, Some(me))
         }
-        ("get", "/api/operators") => {
-            let item = schema::<OperatorView>(g);
-            (None, Some(list(g, "operators", item)))
-        }
+        ("get", "/api/operators") => (None, Some(list("operators", schema::<OperatorView>(g)))),
         ("post", "/api/operators") => (
             Some((
                 schema::<operators::OperatorBody>(g),
@@ -375,10 +371,7 @@ fn bodies(method: &str, path: &str, g: &mut SchemaGenerator) -> (Request, Option
             Some((schema::<operators::OperatorBody>(g), &[])),
             Some(schema::<OperatorView>(g)),
         ),
-        ("get", "/api/packages") => {
-            let item = schema::<PackageView>(g);
-            (None, Some(list(g, "packages", item)))
-        }
+        ("get", "/api/packages") => (None, Some(list("packages", schema::<PackageView>(g)))),
         ("post", "/api/packages") => (
             Some((
                 schema::<packages::PackageBody>(g),
@@ -397,10 +390,10 @@ fn bodies(method: &str, path: &str, g: &mut SchemaGenerator) -> (Request, Option
             Some((schema::<packages::PackageBody>(g), &[])),
             Some(schema::<PackageView>(g)),
         ),
-        ("get", "/api/routers") => {
-            let item = schema::<routers::RouterWithSync>(g);
-            (None, Some(list(g, "routers", item)))
-        }
+        ("get", "/api/routers") => (
+            None,
+            Some(list("routers", schema::<routers::RouterWithSync>(g))),
+        ),
         ("post", "/api/routers") => (
             Some((schema::<routers::RouterBody>(g), &["name", "ipAddress"])),
             Some(schema::<easyisp_protocol::router::RouterView>(g)),

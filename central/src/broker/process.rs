@@ -121,7 +121,7 @@ impl Supervisor {
     }
 
     /// Asks the running Mosquitto to re-read its password and ACL files.
-    pub fn reload(&self) {
+    fn reload(&self) {
         if let Ok(control) = self.control.lock() {
             let _ = control.send(Control::Reload);
         }

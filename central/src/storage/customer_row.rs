@@ -279,19 +279,20 @@ impl CustomerRow {
         }
     }
 
-    /// Inserts (returning the new rowid, and adding the row to the search index) or updates
-    /// every column (an update trigger keeps the search index in step).
-    pub fn save(&mut self, conn: &Connection, insert: bool) -> Result<()> {
-        self.write_row(conn, insert)?;
-        if insert {
-            index_for_search(conn, self.rowid, self.rowid)?;
-        }
-        Ok(())
+    /// Updates every column (an update trigger keeps the search index in step).
+    pub fn save(&mut self, conn: &Connection) -> Result<()> {
+        self.write_row(conn, false)
+    }
+
+    /// Inserts the row (setting its new rowid) and hands it to the job's search indexing
+    /// (`Tx::index_new_customer`: at once, or with the rest of a group of API creates).
+    pub(super) fn insert(&mut self, tx: &mut Tx<'_>) -> Result<()> {
+        self.write_row(tx.conn(), true)?;
+        tx.index_new_customer(self.rowid)
     }
 
     /// Inserts the row without adding it to the search index: a bulk import indexes its whole
-    /// range of rowids at once with [`index_for_search`] before its job ends, and an API
-    /// create hands its rowid to `Tx::index_new_customer`.
+    /// range of rowids at once with [`index_for_search`] before its job ends.
     pub(super) fn insert_unindexed(&mut self, conn: &Connection) -> Result<()> {
         self.write_row(conn, true)
     }

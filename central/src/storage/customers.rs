@@ -27,10 +27,9 @@ fn commit_change(
         return Ok(());
     }
     if old.is_some() {
-        new.save(tx.conn(), false)?;
+        new.save(tx.conn())?;
     } else {
-        new.insert_unindexed(tx.conn())?;
-        tx.index_new_customer(new.rowid)?;
+        new.insert(tx)?;
     }
     counts::apply(
         tx.conn(),

@@ -504,7 +504,7 @@ mod tests {
             let id = super::super::parse_uuid(&id)?;
             let mut row = CustomerRow::load(tx.conn(), tenant, id, false)?;
             row.name = name;
-            row.save(tx.conn(), false)
+            row.save(tx.conn())
         })
     }
 

@@ -378,7 +378,7 @@ fn merge_customer(
     if new_stamps != stamps {
         check_site_row(tx, Some(&row), &new)?;
         new.stamps = LazyStamps::Parsed(new_stamps);
-        new.save(tx.conn(), false)?;
+        new.save(tx.conn())?;
         counts::apply(
             tx.conn(),
             ctx.tenant,
@@ -417,7 +417,7 @@ fn adopt_customer(
     }
     check_site_row(tx, None, &row)?;
     row.stamps = LazyStamps::Parsed(stamps);
-    row.save(tx.conn(), true)?;
+    row.insert(tx)?;
     counts::apply(tx.conn(), ctx.tenant, None, counts::key_of(&row))?;
     let changed = changes(None, &incoming, &incoming);
     record_events(tx, ctx, row.id, "create", changed, Vec::new());
